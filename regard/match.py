@@ -1,0 +1,190 @@
+"""Comparing faces: a 0-100 similarity score and thresholds calibrated to a false-match rate.
+
+The embedder's native metric is the Euclidean distance between 128-d vectors (dlib trained it so
+that 0.6 separates people). Regard maps it linearly to a score, `100 * (1 - d / 1.2)` clipped to
+0..100, so 0.6 is a score of 50. The score itself promises nothing: what a threshold means is the
+false-match rate (FMR) measured at it on labelled photos, which the threshold table holds. Every
+comparison reports the FMR of the threshold it used; the default threshold is the lowest score whose
+measured FMR is at most 1e-3 (one false match in a thousand comparisons of different people).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from regard.errors import RegardError
+
+DISTANCE_AT_ZERO = 1.2
+DEFAULT_FMR = 1e-3
+_GRID = np.round(np.arange(0.0, 100.0001, 0.1), 1)
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Euclidean distance between two embeddings."""
+    return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+
+
+def score_from_distance(d: np.ndarray | float) -> np.ndarray | float:
+    """The 0-100 similarity score for an embedding distance (vectorised)."""
+    return np.clip(100.0 * (1.0 - np.asarray(d) / DISTANCE_AT_ZERO), 0.0, 100.0)
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """The 0-100 similarity score of two embeddings."""
+    return float(score_from_distance(distance(a, b)))
+
+
+@dataclass(frozen=True)
+class ThresholdTable:
+    """Score thresholds and the error rates measured at each, on labelled photos."""
+
+    source: str  # what the table was measured on
+    genuine_pairs: int
+    impostor_pairs: int
+    scores: list[float] = field(repr=False)  # ascending grid of thresholds
+    fmr: list[float] = field(repr=False)  # fraction of impostor pairs scoring >= threshold
+    fnmr: list[float] = field(repr=False)  # fraction of genuine pairs scoring < threshold
+
+    def fmr_at(self, threshold: float) -> float:
+        """The measured FMR at a threshold (rounded down to the table's 0.1 grid: conservative)."""
+        i = int(np.searchsorted(self.scores, threshold, side="right")) - 1
+        return float(self.fmr[max(0, i)])
+
+    def fnmr_at(self, threshold: float) -> float:
+        """The measured false non-match rate at a threshold (grid rounded up: conservative)."""
+        i = int(np.searchsorted(self.scores, threshold, side="left"))
+        return float(self.fnmr[min(len(self.fnmr) - 1, i)])
+
+    def threshold_for(self, fmr: float) -> float:
+        """The lowest threshold whose measured FMR is at most `fmr`.
+
+        An FMR below what the table can resolve (1 / impostor pairs) is refused rather than guessed.
+        """
+        floor = 1.0 / self.impostor_pairs
+        if fmr < floor:
+            raise RegardError(
+                f"an FMR of {fmr:g} is below what the calibration can measure ({floor:.1g}, "
+                f"from {self.impostor_pairs} impostor pairs of {self.source})"
+            )
+        ok = np.nonzero(np.asarray(self.fmr) <= fmr)[0]
+        return float(self.scores[int(ok[0])])
+
+    def summary(self, fmrs: tuple[float, ...] = (1e-2, 1e-3, 1e-4)) -> list[dict[str, float]]:
+        """Rows of (target FMR, threshold, measured FMR, FNMR) for people to read."""
+        rows = []
+        for target in fmrs:
+            if target < 1.0 / self.impostor_pairs:
+                continue
+            t = self.threshold_for(target)
+            rows.append(
+                {"target_fmr": target, "threshold": t, "fmr": self.fmr_at(t), "fnmr": self.fnmr_at(t)}
+            )
+        return rows
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ThresholdTable:
+        return cls(**data)
+
+
+def calibrate(genuine_scores: np.ndarray, impostor_scores: np.ndarray, source: str) -> ThresholdTable:
+    """A threshold table from the scores of same-person and different-person pairs."""
+    genuine = np.sort(np.asarray(genuine_scores, dtype=np.float64))
+    impostor = np.sort(np.asarray(impostor_scores, dtype=np.float64))
+    if genuine.size == 0 or impostor.size == 0:
+        raise RegardError("calibration needs both same-person and different-person pairs")
+    fmr = (impostor.size - np.searchsorted(impostor, _GRID, side="left")) / impostor.size
+    fnmr = np.searchsorted(genuine, _GRID, side="left") / genuine.size
+    return ThresholdTable(
+        source=source,
+        genuine_pairs=int(genuine.size),
+        impostor_pairs=int(impostor.size),
+        scores=[float(s) for s in _GRID],
+        fmr=[float(f) for f in fmr],
+        fnmr=[float(f) for f in fnmr],
+    )
+
+
+def pair_scores(embeddings: np.ndarray, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of every same-label pair and every different-label pair among the embeddings."""
+    vectors = np.asarray(embeddings, dtype=np.float64)
+    squared = (vectors**2).sum(axis=1)
+    d2 = squared[:, None] + squared[None, :] - 2 * vectors @ vectors.T
+    scores = score_from_distance(np.sqrt(np.clip(d2, 0, None)))
+    ids = np.unique(np.asarray(labels), return_inverse=True)[1]
+    upper = np.triu_indices(len(vectors), k=1)
+    same = ids[upper[0]] == ids[upper[1]]
+    values = scores[upper]
+    return values[same], values[~same]
+
+
+_table: ThresholdTable | None = None
+_table_lock = threading.Lock()
+
+
+def default_table() -> ThresholdTable:
+    """The threshold table shipped with Regard (regard/data/calibration.json)."""
+    global _table
+    with _table_lock:
+        if _table is None:
+            text = resources.files("regard").joinpath("data/calibration.json").read_text()
+            _table = ThresholdTable.from_dict(json.loads(text))
+        return _table
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The outcome of comparing two faces."""
+
+    score: float  # 0..100
+    distance: float
+    threshold: float
+    fmr_at_threshold: float  # the measured FMR of the threshold used
+    fnmr_at_threshold: float  # the measured false non-match rate of the threshold used
+    match: bool  # score >= threshold: a candidate, to be reviewed by a person
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "score": round(self.score, 2),
+            "distance": round(self.distance, 4),
+            "threshold": self.threshold,
+            "fmr_at_threshold": self.fmr_at_threshold,
+            "fnmr_at_threshold": self.fnmr_at_threshold,
+            "match": self.match,
+        }
+
+
+def compare_embeddings(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    threshold: float | None = None,
+    fmr: float | None = None,
+    table: ThresholdTable | None = None,
+) -> Comparison:
+    """Compare two embeddings at a threshold given directly, or by target FMR (default 1e-3)."""
+    if threshold is not None and fmr is not None:
+        raise RegardError("give a threshold or a target FMR, not both")
+    table = table or default_table()
+    if threshold is None:
+        threshold = table.threshold_for(DEFAULT_FMR if fmr is None else fmr)
+    if not 0.0 <= threshold <= 100.0:
+        raise RegardError(f"a threshold is a score from 0 to 100, not {threshold}")
+    d = distance(a, b)
+    s = float(score_from_distance(d))
+    return Comparison(
+        score=s,
+        distance=d,
+        threshold=float(threshold),
+        fmr_at_threshold=table.fmr_at(threshold),
+        fnmr_at_threshold=table.fnmr_at(threshold),
+        match=s >= threshold,
+    )

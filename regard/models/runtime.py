@@ -1,0 +1,31 @@
+"""ONNX Runtime sessions, set up the same way for every model."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+
+def default_threads() -> int:
+    """Threads per model session: $REGARD_THREADS, else 1 (one photo per core scales best)."""
+    value = os.environ.get("REGARD_THREADS", "1")
+    try:
+        return max(1, int(value))
+    except ValueError:
+        return 1
+
+
+def new_session(model: bytes | str, num_threads: int) -> "ort.InferenceSession":
+    """A CPU inference session with full graph optimisation and a fixed thread count."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # the shipped graphs carry unused BN counters; do not warn
+    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])

@@ -1,0 +1,69 @@
+"""The `regard` command, run as a user runs it: a real process, exit codes, stdout and stderr."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from PIL import Image
+
+from tests.conftest import lfw
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "regard.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_detect_json_and_drawing(fixtures, tmp_path):
+    out = tmp_path / "faces.png"
+    result = run("detect", str(fixtures / "2008_002470.jpg"), "--json", "--draw", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert len(report["faces"]) == 6
+    assert {"box", "confidence", "landmarks", "quality"} <= set(report["faces"][0])
+    drawn = Image.open(out)
+    assert drawn.size == (500, 332) and drawn.format == "PNG"
+    original = Image.open(fixtures / "2008_002470.jpg").convert("RGB")
+    assert drawn.convert("RGB").tobytes() != original.tobytes()
+
+
+def test_detect_table_and_exit_codes(fixtures, tmp_path):
+    ok = run("detect", str(fixtures / "Tom_Cruise_avp_2014_4.jpg"))
+    assert ok.returncode == 0 and "1 face " in ok.stdout
+    none = run("detect", str(fixtures / "dogs.jpg"))
+    assert none.returncode == 1 and "0 faces" in none.stdout
+    garbage = tmp_path / "broken.jpg"
+    garbage.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    bad = run("detect", str(garbage), str(fixtures / "dogs.jpg"))
+    assert bad.returncode == 2
+    assert "broken.jpg" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_compare_exit_codes_and_json():
+    same = run("compare", str(lfw("Abel_Pacheco", 1)), str(lfw("Abel_Pacheco", 4)), "--json")
+    assert same.returncode == 0, same.stderr
+    data = json.loads(same.stdout)
+    assert data["match"] is True and data["fmr_at_threshold"] <= 1e-3
+    different = run("compare", str(lfw("Abel_Pacheco", 1)), str(lfw("Amber_Tamblyn", 1)))
+    assert different.returncode == 1 and "no match" in different.stdout
+    assert "FMR" in different.stdout
+
+
+def test_compare_with_no_face_or_missing_file(fixtures, tmp_path):
+    no_face = run("compare", str(fixtures / "dogs.jpg"), str(lfw("Abel_Pacheco", 1)))
+    assert no_face.returncode == 1 and "no face" in no_face.stderr
+    missing = run("compare", str(tmp_path / "nope.jpg"), str(lfw("Abel_Pacheco", 1)))
+    assert missing.returncode == 2 and "nope.jpg" in missing.stderr
+
+
+def test_models_lists_verified_files():
+    result = run("models", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    names = {row["name"] for row in rows}
+    assert {"centerface", "dlib-resnet"} <= names
+    assert all(row["status"].startswith("ok") for row in rows)
+    assert all(len(row["sha256"]) == 64 for row in rows)

@@ -1,0 +1,74 @@
+"""Scores, threshold tables and comparisons."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from regard.errors import RegardError
+from regard.match import (
+    DEFAULT_FMR,
+    calibrate,
+    compare_embeddings,
+    default_table,
+    pair_scores,
+    score_from_distance,
+    similarity,
+)
+
+
+def test_score_is_monotone_and_bounded():
+    d = np.linspace(0, 3, 31)
+    s = score_from_distance(d)
+    assert s[0] == 100 and s[-1] == 0 and np.all(np.diff(s) <= 0)
+    assert score_from_distance(0.6) == pytest.approx(50.0)
+
+
+def test_identical_embeddings_score_100():
+    v = np.random.default_rng(0).normal(size=128).astype(np.float32)
+    assert similarity(v, v) == 100.0
+
+
+def test_calibration_counts_errors_at_each_threshold():
+    genuine = np.array([90.0, 80.0, 70.0, 40.0])
+    impostor = np.array([10.0, 20.0, 30.0, 45.0, 60.0])
+    table = calibrate(genuine, impostor, source="hand-made")
+    assert table.fmr_at(50.0) == pytest.approx(1 / 5)  # only 60 scores >= 50
+    assert table.fnmr_at(50.0) == pytest.approx(1 / 4)  # only 40 falls below
+    assert table.fmr_at(60.0) == pytest.approx(1 / 5) and table.fmr_at(60.1) == 0.0
+    assert table.threshold_for(0.2) == pytest.approx(45.1)
+    with pytest.raises(RegardError, match="below what the calibration can measure"):
+        table.threshold_for(0.01)
+
+
+def test_pair_scores_split_same_and_different_people():
+    rng = np.random.default_rng(2)
+    centre = rng.normal(size=(3, 128))
+    vectors = np.repeat(centre, 2, axis=0) + 0.001 * rng.normal(size=(6, 128))
+    genuine, impostor = pair_scores(vectors, ["a", "a", "b", "b", "c", "c"])
+    assert genuine.size == 3 and impostor.size == 12
+    assert genuine.min() > impostor.max()
+
+
+def test_shipped_table_default_threshold_is_strict():
+    table = default_table()
+    threshold = table.threshold_for(DEFAULT_FMR)
+    assert table.fmr_at(threshold) <= DEFAULT_FMR
+    assert table.impostor_pairs >= 100_000, "FMR 1e-3 needs many impostor pairs to be measured"
+    # Stricter targets give stricter thresholds.
+    assert table.threshold_for(1e-4) > threshold > table.threshold_for(1e-2)
+    assert "LFW" in table.source
+
+
+def test_compare_embeddings_reports_the_fmr_of_its_threshold():
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=128) * 0.05
+    result = compare_embeddings(a, a + 0.001)
+    assert result.match and result.score > 99
+    assert result.fmr_at_threshold <= DEFAULT_FMR
+    far = compare_embeddings(a, a + 0.2)
+    assert not far.match
+    with pytest.raises(RegardError):
+        compare_embeddings(a, a, threshold=50, fmr=1e-3)
+    with pytest.raises(RegardError):
+        compare_embeddings(a, a, threshold=150)

@@ -1,0 +1,99 @@
+"""The public API end to end on real photos: detect, embed, compare."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import regard
+from regard.face import LANDMARK_NAMES
+from tests.conftest import lfw
+
+
+def test_detect_returns_typed_faces_with_embeddings(fixtures):
+    faces = regard.detect(fixtures / "2008_002470.jpg")
+    assert len(faces) == 6
+    confidences = [f.confidence for f in faces]
+    assert confidences == sorted(confidences, reverse=True)
+    for face in faces:
+        assert isinstance(face, regard.Face)
+        assert face.landmarks.shape == (5, 2)
+        assert face.embedding is not None and face.embedding.shape == (128,)
+        assert face.embedding.dtype == np.float32 and np.isfinite(face.embedding).all()
+        d = face.to_dict()
+        assert set(d["landmarks"]) == set(LANDMARK_NAMES) and "embedding" not in d
+        assert len(face.to_dict(include_embedding=True)["embedding"]) == 128
+    # Six different people: no two of them match at the default threshold.
+    for i in range(len(faces)):
+        for j in range(i + 1, len(faces)):
+            assert not regard.compare(faces[i], faces[j]).match
+
+
+def test_zero_faces_is_an_empty_list_and_embed_raises(fixtures):
+    assert regard.detect(fixtures / "dogs.jpg") == []
+    with pytest.raises(regard.NoFaceError):
+        regard.embed(fixtures / "dogs.jpg")
+
+
+def test_same_person_matches_and_different_people_do_not():
+    same = regard.compare(lfw("Abel_Pacheco", 1), lfw("Abel_Pacheco", 4))
+    assert same.match, same
+    other = regard.compare(lfw("Abel_Pacheco", 1), lfw("Amber_Tamblyn", 1))
+    assert not other.match, other
+    assert same.score > other.score
+    assert other.fmr_at_threshold <= 1e-3
+    also_same = regard.compare(lfw("Amber_Tamblyn", 1), lfw("Amber_Tamblyn", 2))
+    assert also_same.score > other.score
+
+
+def test_compare_accepts_bytes_arrays_faces_and_embeddings():
+    path = lfw("Akhmed_Zakayev", 1)
+    data = path.read_bytes()
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    vector = regard.embed(path)
+    face = regard.detect(path)[0]
+    for other in (data, rgb, vector, face, str(path)):
+        assert regard.compare(path, other).score > 99.5
+
+
+def test_exif_rotated_photo_gives_the_same_face(fixtures, tmp_path):
+    path = lfw("Akhmed_Zakayev", 3)
+    upright = regard.embed(path)
+    image = Image.open(path)
+    # Store the pixels turned 90 degrees, with the EXIF tag that says how to turn them back.
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    rotated = tmp_path / "rotated.jpg"
+    image.transpose(Image.Transpose.ROTATE_90).save(rotated, exif=exif.tobytes(), quality=95)
+    turned = regard.embed(rotated)
+    assert regard.compare(upright, turned).score > 90
+
+
+def test_flip_averaging_changes_the_embedding_a_little():
+    path = lfw("Amber_Tamblyn", 2)
+    with_flip = regard.embed(path, flip=True)
+    without = regard.embed(path, flip=False)
+    assert 0 < np.linalg.norm(with_flip - without) < 0.2
+
+
+def test_primary_face_prefers_a_large_central_face(fixtures):
+    faces = regard.detect(fixtures / "2008_002470.jpg", embed=False)
+    main = regard.primary_face(faces, 500, 332)
+    assert main is not None
+    widest = max(f.box.width for f in faces)
+    assert main.box.width >= widest / 2
+    assert regard.primary_face([], 10, 10) is None
+
+
+def test_bad_input_raises_image_error(tmp_path):
+    with pytest.raises(regard.ImageError):
+        regard.detect(b"not an image")
+    with pytest.raises(regard.ImageError):
+        regard.compare(tmp_path / "missing.jpg", lfw("Abel_Pacheco", 1))
+    buffer = io.BytesIO()
+    Image.new("RGB", (4000, 3000)).save(buffer, "PNG")
+    with pytest.raises(regard.ImageError, match="pixel"):
+        regard.detect(buffer.getvalue(), max_pixels=1_000_000)
