@@ -76,12 +76,12 @@ def main() -> None:
     import numpy as np
 
     from regard.image import load_image
-    from regard.models import detector
+    from regard.models import get_detector
 
     truth = read_boxes(args.data)
     photos = sorted(args.data.glob("*.jpg"))
     images = {p.name: load_image(p) for p in photos}
-    centerface = detector()
+    centerface = get_detector()
     detectors = {
         f"CenterFace {side}px": (lambda rgb, side=side: [d.box for d in centerface.detect(rgb, max_side=side)])
         for side in (320, 480, 640)

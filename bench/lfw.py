@@ -75,7 +75,7 @@ def regard_pipeline() -> Callable[[Path], "object | None"]:
     import regard
     from regard.image import load_image
 
-    regard.models.detector(), regard.models.embedder()  # load before timing
+    regard.models.get_detector(), regard.models.get_embedder()  # load before timing
 
     def run(path: Path):
         rgb = load_image(path)

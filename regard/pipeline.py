@@ -39,13 +39,13 @@ def detect(
     input that is not a usable image; a photo without faces gives an empty list.
     """
     rgb = load_image(image, max_pixels=max_pixels)
-    detections = models.detector().detect(rgb, max_side=max_side, min_confidence=min_confidence)
+    detections = models.get_detector().detect(rgb, max_side=max_side, min_confidence=min_confidence)
     if not detections:
         return []
     chips = np.stack([_align.align(rgb, d.landmarks) for d in detections])
     embeddings: list[np.ndarray | None] = [None] * len(detections)
     if embed:
-        embeddings = list(models.embedder().embed_chips(chips, flip=flip))
+        embeddings = list(models.get_embedder().embed_chips(chips, flip=flip))
     return [
         Face(
             box=Box(*d.box),

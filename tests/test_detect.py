@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from regard.image import load_image
-from regard.models import detector
+from regard.models import get_detector
 from regard.models.detector import _nms
 
 # Hand-drawn boxes from dlib's examples/faces/testing.xml (left, top, width, height).
@@ -27,7 +27,7 @@ def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, flo
 
 def test_group_photo_finds_every_annotated_face_and_nothing_else(fixtures):
     rgb = load_image(fixtures / "2008_002470.jpg")
-    found = detector().detect(rgb)
+    found = get_detector().detect(rgb)
     truth = [(l, t, l + w, t + h) for l, t, w, h in GROUND_TRUTH["2008_002470.jpg"]]
     assert len(found) == len(truth)
     for box in truth:
@@ -36,7 +36,7 @@ def test_group_photo_finds_every_annotated_face_and_nothing_else(fixtures):
 
 
 def test_landmarks_lie_inside_their_box_in_anatomical_order(fixtures):
-    for d in detector().detect(load_image(fixtures / "2008_007676.jpg")):
+    for d in get_detector().detect(load_image(fixtures / "2008_007676.jpg")):
         left, top, right, bottom = d.box
         xs, ys = d.landmarks[:, 0], d.landmarks[:, 1]
         assert (xs >= left - 2).all() and (xs <= right + 2).all()
@@ -48,14 +48,14 @@ def test_landmarks_lie_inside_their_box_in_anatomical_order(fixtures):
 
 
 def test_dogs_have_no_human_face(fixtures):
-    assert detector().detect(load_image(fixtures / "dogs.jpg")) == []
+    assert get_detector().detect(load_image(fixtures / "dogs.jpg")) == []
 
 
 def test_large_photo_is_shrunk_and_boxes_come_back_in_its_coordinates(fixtures):
     rgb = load_image(fixtures / "2008_002470.jpg")
     doubled = np.repeat(np.repeat(rgb, 3, axis=0), 3, axis=1)  # 1500 x 996: shrunk to 640
-    small = sorted(d.box for d in detector().detect(rgb))
-    large = sorted(d.box for d in detector().detect(doubled))
+    small = sorted(d.box for d in get_detector().detect(rgb))
+    large = sorted(d.box for d in get_detector().detect(doubled))
     assert len(small) == len(large)
     for a, b in zip(small, large):
         assert _iou(tuple(x * 3 for x in a), b) > 0.7
@@ -63,7 +63,7 @@ def test_large_photo_is_shrunk_and_boxes_come_back_in_its_coordinates(fixtures):
 
 def test_tiny_and_odd_sized_images_do_not_break_detection():
     for shape in [(1, 1, 3), (7, 300, 3), (33, 65, 3)]:
-        assert detector().detect(np.full(shape, 128, np.uint8)) == []
+        assert get_detector().detect(np.full(shape, 128, np.uint8)) == []
 
 
 def test_nms_keeps_the_best_of_overlapping_boxes():
@@ -74,5 +74,5 @@ def test_nms_keeps_the_best_of_overlapping_boxes():
 
 @pytest.mark.parametrize("confidence", [0.5, 0.9])
 def test_min_confidence_filters(fixtures, confidence):
-    found = detector().detect(load_image(fixtures / "2008_007676.jpg"), min_confidence=confidence)
+    found = get_detector().detect(load_image(fixtures / "2008_007676.jpg"), min_confidence=confidence)
     assert all(d.confidence > confidence for d in found)

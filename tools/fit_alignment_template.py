@@ -21,7 +21,7 @@ def main() -> None:
 
     from regard.align import dlib_chip_points, similarity_transform, CHIP_SIZE
     from regard.image import load_image
-    from regard.models import detector as get_detector
+    from regard.models import get_detector
     from regard.models.registry import ModelFile
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -14,13 +14,13 @@ if TYPE_CHECKING:
     from regard.models.detector import CenterFace
     from regard.models.embedder import Embedder
 
-__all__ = ["ALL_MODELS", "ModelFile", "detector", "embedder"]
+__all__ = ["ALL_MODELS", "ModelFile", "get_detector", "get_embedder"]
 
 _lock = threading.Lock()
 _instances: dict[str, object] = {}
 
 
-def detector() -> CenterFace:
+def get_detector() -> CenterFace:
     """The process-wide face detector."""
     with _lock:
         if "detector" not in _instances:
@@ -31,7 +31,7 @@ def detector() -> CenterFace:
         return _instances["detector"]  # type: ignore[return-value]
 
 
-def embedder() -> Embedder:
+def get_embedder() -> Embedder:
     """The process-wide face embedder."""
     with _lock:
         if "embedder" not in _instances:

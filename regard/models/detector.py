@@ -57,7 +57,7 @@ def _dynamic_graph(path: str) -> bytes:
 
 
 class CenterFace:
-    """The CenterFace detector. Create once and reuse; `regard.models.detector()` does that."""
+    """The CenterFace detector. Create once and reuse; `regard.models.get_detector()` does that."""
 
     def __init__(self, num_threads: int = 1) -> None:
         path = CENTERFACE.verified_path()
