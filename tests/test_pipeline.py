@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import numpy as np
 import pytest
@@ -26,10 +27,37 @@ def test_detect_returns_typed_faces_with_embeddings(fixtures):
         d = face.to_dict()
         assert set(d["landmarks"]) == set(LANDMARK_NAMES) and "embedding" not in d
         assert len(face.to_dict(include_embedding=True)["embedding"]) == 128
-    # Six different people: no two of them match at the default threshold.
-    for i in range(len(faces)):
-        for j in range(i + 1, len(faces)):
-            assert not regard.compare(faces[i], faces[j]).match
+    # Six different people, all small (14-21 px between the eyes) and rated LOW: such faces are
+    # what enrollment must refuse, since tiny faces look alike to the embedder.
+    assert all(f.quality.level is regard.QualityLevel.LOW for f in faces)
+
+
+def test_faces_of_usable_quality_in_a_group_photo_do_not_match_each_other(fixtures):
+    faces = regard.detect(fixtures / "2008_007676.jpg")
+    usable = [f for f in faces if f.quality.level is not regard.QualityLevel.LOW]
+    assert len(usable) >= 2
+    for i, j in itertools.combinations(range(len(usable)), 2):
+        assert not regard.compare(usable[i], usable[j]).match
+
+
+def test_bald_guys_cluster_into_the_four_people_they_are(fixtures):
+    # dlib's clustering example photo: 24 faces, six photos each of four men.
+    faces = regard.detect(fixtures / "bald_guys.jpg")
+    assert len(faces) == 24
+    parent = list(range(len(faces)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i, j in itertools.combinations(range(len(faces)), 2):
+        if regard.compare(faces[i], faces[j]).match:
+            parent[root(i)] = root(j)
+    sizes = sorted(
+        sum(1 for i in range(len(faces)) if root(i) == r) for r in {root(i) for i in range(len(faces))}
+    )
+    assert sizes == [6, 6, 6, 6]
 
 
 def test_zero_faces_is_an_empty_list_and_embed_raises(fixtures):
