@@ -83,8 +83,9 @@ def main() -> None:
     images = {p.name: load_image(p) for p in photos}
     centerface = get_detector()
     detectors = {
-        f"CenterFace {side}px": (lambda rgb, side=side: [d.box for d in centerface.detect(rgb, max_side=side)])
-        for side in (320, 480, 640)
+        "CenterFace (defaults)": lambda rgb: [d.box for d in centerface.detect(rgb)],
+        "CenterFace min_face=20": lambda rgb: [d.box for d in centerface.detect(rgb, min_face=20)],
+        "CenterFace max_side=320": lambda rgb: [d.box for d in centerface.detect(rgb, max_side=320)],
     }
     try:
         import dlib

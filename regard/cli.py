@@ -31,7 +31,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     for photo in args.photos:
         try:
             rgb = load_image(photo, max_pixels=args.max_pixels)
-            faces = regard.detect(rgb, embed=args.embeddings)
+            faces = regard.detect(rgb, embed=args.embeddings, min_face=args.min_face)
         except regard.RegardError as exc:
             _error(str(exc))
             status = max(status, EXIT_BAD_INPUT)
@@ -137,6 +137,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from regard.image import DEFAULT_MAX_PIXELS
+    from regard.models.detector import DEFAULT_MIN_FACE
 
     parser = argparse.ArgumentParser(prog="regard", description="Self-hosted, accountable face recognition.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("photos", nargs="+", metavar="PHOTO")
     detect.add_argument("--draw", metavar="OUT.png", help="write the photo with its faces drawn on it")
     detect.add_argument("--embeddings", action="store_true", help="include each face's 128-d embedding")
+    detect.add_argument(
+        "--min-face", type=int, default=DEFAULT_MIN_FACE, help="smallest face width to find, pixels (default %(default)s)"
+    )
     detect.set_defaults(func=_cmd_detect)
 
     compare = sub.add_parser("compare", parents=[common], help="compare the main faces of two photos")
