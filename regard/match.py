@@ -22,6 +22,9 @@ from regard.errors import RegardError
 
 DISTANCE_AT_ZERO = 1.2
 DEFAULT_FMR = 1e-3
+DEFAULT_FPIR = 0.01
+"""1:N search: the share of searches for someone not enrolled that may return any candidate."""
+_TAIL_MIN_COUNT = 20
 _GRID = np.round(np.arange(0.0, 100.0001, 0.1), 1)
 
 
@@ -75,6 +78,38 @@ class ThresholdTable:
         ok = np.nonzero(np.asarray(self.fmr) <= fmr)[0]
         return float(self.scores[int(ok[0])])
 
+    def _tail(self) -> tuple[float, float]:
+        """(slope, intercept) of log10(FMR) against score, fitted where the FMR is measured from
+        at least `_TAIL_MIN_COUNT` false matches and is at most 1e-2."""
+        scores, fmr = np.asarray(self.scores), np.asarray(self.fmr)
+        usable = (fmr * self.impostor_pairs >= _TAIL_MIN_COUNT) & (fmr <= 1e-2) & (fmr > 0)
+        if usable.sum() < 5:
+            raise RegardError(f"the calibration ({self.source}) has too few false matches to model its tail")
+        slope, intercept = np.polyfit(scores[usable], np.log10(fmr[usable]), 1)
+        return float(slope), float(intercept)
+
+    def fmr_estimate(self, threshold: float) -> float:
+        """The FMR at a threshold: measured where at least 20 false matches support it; beyond that,
+        the larger of the measured value and the fitted exponential tail (which over-states the
+        measured FMR there, so thresholds chosen from it err on the strict side)."""
+        measured = self.fmr_at(threshold)
+        if measured * self.impostor_pairs >= _TAIL_MIN_COUNT:
+            return measured
+        slope, intercept = self._tail()
+        return float(max(measured, min(1.0, 10 ** (slope * threshold + intercept))))
+
+    def threshold_for_estimate(self, fmr: float) -> float:
+        """The lowest threshold whose estimated FMR (`fmr_estimate`) is at most `fmr`, any fmr > 0."""
+        if not 0 < fmr < 1:
+            raise RegardError(f"a false-match rate is between 0 and 1, not {fmr}")
+        if fmr * self.impostor_pairs >= _TAIL_MIN_COUNT:
+            return self.threshold_for(fmr)
+        slope, intercept = self._tail()
+        threshold = float(min(100.0, np.ceil((np.log10(fmr) - intercept) / slope * 10) / 10))
+        while threshold < 100.0 and self.fmr_estimate(threshold) > fmr:
+            threshold = round(threshold + 0.1, 1)
+        return threshold
+
     def summary(self, fmrs: tuple[float, ...] = (1e-2, 1e-3, 1e-4)) -> list[dict[str, float]]:
         """Rows of (target FMR, threshold, measured FMR, FNMR) for people to read."""
         rows = []
@@ -124,6 +159,22 @@ def pair_scores(embeddings: np.ndarray, labels: list[str]) -> tuple[np.ndarray, 
     same = ids[upper[0]] == ids[upper[1]]
     values = scores[upper]
     return values[same], values[~same]
+
+
+def search_threshold(table: ThresholdTable, gallery_size: int, fpir: float = DEFAULT_FPIR) -> float:
+    """The default score threshold for 1:N search in a gallery of `gallery_size` faces.
+
+    A search compares the probe with every enrolled face, so a probe of someone not enrolled returns
+    a false candidate with probability FPIR ~ N x FMR. The threshold is the one whose (estimated) FMR
+    is fpir / N, and never below the 1:1 default (FMR 1e-3).
+    """
+    if gallery_size < 0:
+        raise RegardError("a gallery size cannot be negative")
+    per_comparison = fpir / max(1, gallery_size)
+    one_to_one = table.threshold_for(DEFAULT_FMR)
+    if per_comparison >= DEFAULT_FMR:
+        return one_to_one
+    return max(one_to_one, table.threshold_for_estimate(per_comparison))
 
 
 _table: ThresholdTable | None = None

@@ -13,6 +13,7 @@ from regard.match import (
     default_table,
     pair_scores,
     score_from_distance,
+    search_threshold,
     similarity,
 )
 
@@ -72,3 +73,29 @@ def test_compare_embeddings_reports_the_fmr_of_its_threshold():
         compare_embeddings(a, a, threshold=50, fmr=1e-3)
     with pytest.raises(RegardError):
         compare_embeddings(a, a, threshold=150)
+
+
+def test_search_threshold_grows_with_the_gallery():
+    table = default_table()
+    one_to_one = table.threshold_for(DEFAULT_FMR)
+    assert search_threshold(table, 1) == one_to_one
+    sizes = [10, 100, 1_000, 10_000, 1_000_000]
+    thresholds = [search_threshold(table, n) for n in sizes]
+    assert thresholds == sorted(thresholds) and thresholds[-1] > thresholds[0]
+    for n, t in zip(sizes, thresholds):
+        # FPIR ~ N x FMR stays at or below 1 % by the table's own (conservative) estimate.
+        assert n * table.fmr_estimate(t) <= 0.0101
+
+
+def test_fmr_estimate_is_measured_where_data_suffice_and_conservative_beyond():
+    table = default_table()
+    t = table.threshold_for(1e-3)
+    assert table.fmr_estimate(t) == table.fmr_at(t)
+    deep = table.threshold_for_estimate(1e-6)
+    assert deep > table.threshold_for(1e-4)
+    assert table.fmr_estimate(deep) <= 1e-6 * 1.01
+    # Beyond the data the estimate never claims fewer false matches than were measured.
+    for score in (64.0, 66.0, 68.0):
+        assert table.fmr_estimate(score) >= table.fmr_at(score)
+    with pytest.raises(RegardError):
+        table.threshold_for_estimate(0)
