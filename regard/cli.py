@@ -1,7 +1,9 @@
-"""The `regard` command line: detect, compare, models.
+"""The `regard` command line: detect, compare, models, and the store commands (cli_store.py).
 
-Exit codes: 0 ok; 1 no face found (detect: in some photo) or no match (compare); 2 bad input,
-with the error on stderr. JSON on stdout with --json, a table for people otherwise.
+Exit codes: 0 ok; 1 no face found (detect: in some photo), no match (compare), no candidate
+(search) or nothing enrolled (enroll); 2 bad input or a refused request (unknown id, missing consent),
+with the error on stderr; 3 the audit log failed verification. JSON on stdout with --json, a table
+for people otherwise.
 """
 
 from __future__ import annotations
@@ -168,14 +170,26 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the model files, their sources, licences and checks")
     models.add_argument("--json", action="store_true", help="print JSON for machines")
     models.set_defaults(func=_cmd_models)
+
+    from regard.cli_store import add_store_commands
+
+    add_store_commands(sub, common)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from regard.errors import ImageError, NoFaceError, RegardError
+
     try:
         return int(args.func(args))
+    except NoFaceError as exc:
+        _error(str(exc))
+        return EXIT_NO_FACE
+    except (RegardError, ImageError) as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
 

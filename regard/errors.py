@@ -17,3 +17,19 @@ class ModelError(RegardError):
 
 class NoFaceError(RegardError):
     """An operation that needs a face found none in the image."""
+
+
+class InvalidArgumentError(RegardError, ValueError):
+    """An argument is malformed: a bad id, an empty purpose, a value out of range."""
+
+
+class NotFoundError(RegardError, LookupError):
+    """An unknown collection, person or face id."""
+
+
+class AlreadyExistsError(RegardError):
+    """A collection or person with that id exists already."""
+
+
+class ConsentError(RegardError):
+    """The person has no valid consent record for what was asked (enrollment)."""

@@ -1,0 +1,353 @@
+"""The `regard` subcommands that work on a store: collection, person, consent, enroll, search, log,
+sweep. Thin: they parse, call regard.store / regard.gallery, and format."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+EXIT_OK, EXIT_NEGATIVE, EXIT_BAD_INPUT, EXIT_TAMPERED = 0, 1, 2, 3
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+def _out(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2, default=str) if args.json else text)
+
+
+def default_actor() -> str:
+    """$REGARD_ACTOR, else the operating-system user: who is asking, for the audit log."""
+    return os.environ.get("REGARD_ACTOR") or getpass.getuser()
+
+
+def _store(args: argparse.Namespace):
+    from regard.store import open_store
+
+    return open_store(args.store)
+
+
+def _photos(paths: list[str]) -> Iterator[Path]:
+    """Photos named, and photos inside folders named (recursively, sorted)."""
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+        else:
+            yield path
+
+
+# ---------------------------------------------------------------- collection
+
+
+def _collection(args: argparse.Namespace) -> int:
+    from regard.face import QualityLevel
+
+    store = _store(args)
+    if args.action == "create":
+        c = store.create_collection(
+            args.id,
+            purpose=args.purpose,
+            actor=args.actor,
+            retention_days=args.retention_days,
+            min_quality=QualityLevel(args.min_quality),
+            store_thumbnails=args.thumbnails,
+        )
+        _out(args, c.to_dict(), f"created collection {c.id!r} for: {c.purpose}")
+    elif args.action == "list":
+        rows = store.list_collections()
+        _out(
+            args,
+            [c.to_dict() for c in rows],
+            "\n".join(f"{c.id:<24} {c.face_count:>7} faces {c.person_count:>6} persons  {c.purpose}" for c in rows)
+            or "no collections",
+        )
+    elif args.action == "describe":
+        c = store.get_collection(args.id)
+        d = c.to_dict()
+        d["search_threshold"] = store.search_threshold(args.id)
+        _out(args, d, "\n".join(f"{k:>17}: {v}" for k, v in d.items()))
+    elif args.action == "delete":
+        erased = store.delete_collection(args.id, actor=args.actor, reason=args.reason)
+        _out(args, {"deleted": args.id, "faces_erased": erased}, f"deleted {args.id!r}: {erased} faces erased")
+    return EXIT_OK
+
+
+def _person(args: argparse.Namespace) -> int:
+    store = _store(args)
+    if args.action == "add":
+        p = store.add_person(args.collection, args.id, actor=args.actor, display_name=args.name)
+        _out(args, p.to_dict(), f"added person {p.id!r} to {p.collection!r} (no consent recorded yet)")
+    elif args.action == "list":
+        rows = store.list_persons(args.collection)
+        _out(
+            args,
+            [p.to_dict() for p in rows],
+            "\n".join(
+                f"{p.id:<24} {p.face_count:>4} faces  consent: {p.consent.basis.value if p.consent else 'none'}"
+                for p in rows
+            )
+            or "no persons",
+        )
+    elif args.action == "forget":
+        erased = store.forget_person(args.collection, args.id, actor=args.actor, reason=args.reason)
+        _out(args, {"forgotten": args.id, "faces_erased": erased}, f"forgot {args.id!r}: {erased} faces erased")
+    return EXIT_OK
+
+
+def _consent(args: argparse.Namespace) -> int:
+    from regard.store import ConsentBasis
+
+    store = _store(args)
+    if args.action == "record":
+        expires = datetime.fromisoformat(args.expires) if args.expires else None
+        c = store.record_consent(
+            args.collection,
+            args.person,
+            basis=ConsentBasis(args.basis),
+            actor=args.actor,
+            expires_at=expires,
+            reference=args.reference,
+        )
+        _out(args, c.to_dict(), f"recorded {c.basis.value} for {args.person!r}" + (f", until {c.expires_at}" if c.expires_at else ""))
+    else:
+        erased = store.revoke_consent(args.collection, args.person, actor=args.actor, reason=args.reason)
+        _out(args, {"revoked": args.person, "faces_erased": erased}, f"revoked consent of {args.person!r}: {erased} faces erased")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- enroll and search
+
+
+def _progress(items: list[Path]) -> Any:
+    if sys.stderr.isatty() and len(items) > 1:
+        from tqdm import tqdm
+
+        return tqdm(items, desc="enrolling", unit="photo", file=sys.stderr)
+    return items
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    from regard.errors import ImageError
+    from regard.gallery import enroll
+
+    store = _store(args)
+    store.get_person(args.collection, args.person)  # unknown collection/person: fail before the photos
+    photos = list(_photos(args.photos))
+    report, status = [], EXIT_OK
+    enrolled = skipped = failed = 0
+    for photo in _progress(photos):
+        try:
+            result = enroll(store, args.collection, photo, person_id=args.person, actor=args.actor)
+        except ImageError as exc:
+            print(f"regard: {exc}", file=sys.stderr)
+            report.append({"photo": str(photo), "error": str(exc)})
+            status, failed = EXIT_BAD_INPUT, failed + 1
+            continue
+        entry = {"photo": str(photo), **result.to_dict()}
+        report.append(entry)
+        if result.skipped:
+            skipped += 1
+        elif result.enrolled:
+            enrolled += 1
+        else:
+            failed += 1
+            status = max(status, EXIT_NEGATIVE)
+    lines = []
+    for entry in report:
+        if "error" in entry:
+            lines.append(f"{entry['photo']}: error")
+        elif entry["skipped_already_enrolled"]:
+            lines.append(f"{entry['photo']}: already enrolled")
+        elif entry["enrolled"]:
+            lines.append(f"{entry['photo']}: enrolled face {entry['enrolled'][0]['face_id']}")
+        else:
+            reasons = {r for n in entry["not_enrolled"] for r in n["reasons"]} or {"NO_FACE"}
+            lines.append(f"{entry['photo']}: not enrolled ({', '.join(sorted(reasons))})")
+    lines.append(f"{enrolled} enrolled, {skipped} already enrolled, {failed} not enrolled")
+    _out(args, report, "\n".join(lines))
+    return status
+
+
+def _search(args: argparse.Namespace) -> int:
+    from regard.gallery import search_face, search_photo
+
+    store = _store(args)
+    if bool(args.photo) == bool(args.face_id):
+        print("regard: search takes a PHOTO or --face-id, one of the two", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    threshold = args.threshold if args.threshold is not None else store.search_threshold(args.collection)
+    if args.face_id:
+        candidates = search_face(
+            store, args.collection, args.face_id, actor=args.actor, purpose=args.purpose, k=args.k, threshold=threshold
+        )
+        hits = [{"face_id": args.face_id, "candidates": [c.to_dict() for c in candidates]}]
+    else:
+        found = search_photo(
+            store,
+            args.collection,
+            args.photo,
+            actor=args.actor,
+            purpose=args.purpose,
+            all_faces=args.all_faces,
+            k=args.k,
+            threshold=threshold,
+        )
+        hits = [h.to_dict() for h in found]
+    lines = [f"threshold {threshold:.1f} (searches of people not enrolled return a candidate about 1 % of the time or less)"]
+    if not hits:
+        lines.append("no face found in the photo")
+    for i, hit in enumerate(hits, 1):
+        lines.append(f"face {i}: {len(hit['candidates'])} candidate(s)")
+        for c in hit["candidates"]:
+            lines.append(f"   {c['person_id'] or '-':<24} score {c['score']:>6.2f}  FMR {c['fmr']:.2g}  face {c['face_id']}")
+    if any(h["candidates"] for h in hits):
+        lines.append("candidates are leads for a person to review, not identifications")
+    _out(args, {"collection": args.collection, "threshold": threshold, "faces": hits}, "\n".join(lines))
+    return EXIT_OK if any(h["candidates"] for h in hits) else EXIT_NEGATIVE
+
+
+# ---------------------------------------------------------------- log and sweep
+
+
+def _log(args: argparse.Namespace) -> int:
+    store = _store(args)
+    if args.action == "verify":
+        report = store.verify_audit()
+        data = {
+            "ok": report.ok,
+            "checked": report.checked,
+            "head_seq": report.head_seq,
+            "head_hash": report.head_hash,
+            "problems": report.problems,
+        }
+        text = (
+            f"audit log intact: {report.checked} entries, head #{report.head_seq} {report.head_hash}"
+            if report.ok
+            else "AUDIT LOG FAILED VERIFICATION:\n" + "\n".join(f"  {p}" for p in report.problems)
+        )
+        _out(args, data, text)
+        return EXIT_OK if report.ok else EXIT_TAMPERED
+    since = datetime.fromisoformat(args.since) if args.since else None
+    rows = store.audit_entries(
+        collection=args.collection, action=args.action_filter, actor=args.by, since=since, limit=args.limit
+    )
+    data = [
+        {
+            "seq": e.seq,
+            "time": e.time,
+            "actor": e.actor,
+            "action": e.action.value,
+            "collection": e.collection,
+            "purpose": e.purpose,
+            "details": e.details,
+            "hash": e.hash,
+        }
+        for e in rows
+    ]
+    text = "\n".join(
+        f"#{e.seq:<6} {e.time}  {e.actor:<12} {e.action.value:<17} {e.collection or '-':<16} "
+        f"{(e.purpose or '')[:40]}  {json.dumps(e.details)[:120]}"
+        for e in rows
+    )
+    _out(args, data, text or "no entries")
+    return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    report = _store(args).sweep(actor=args.actor)
+    _out(
+        args,
+        {"faces_erased": report.faces_erased, "persons_erased": report.persons_erased, "details": report.details},
+        f"erased {report.faces_erased} faces ({report.persons_erased} persons' consent expired)",
+    )
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- parser
+
+
+def add_store_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the store subcommands to the `regard` parser."""
+    from regard.face import QualityLevel
+    from regard.store import ConsentBasis
+
+    store_opts = argparse.ArgumentParser(add_help=False, parents=[common])
+    store_opts.add_argument("--store", help="store URL (default $REGARD_STORE or the user's data folder)")
+    store_opts.add_argument("--actor", default=default_actor(), help="who is acting, for the audit log (default $REGARD_ACTOR or your user name)")
+
+    def command(name: str, help: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, parents=[store_opts])
+        p.set_defaults(func=func)
+        return p
+
+    collection = command("collection", "create, list, describe or delete collections", _collection)
+    c_sub = collection.add_subparsers(dest="action", required=True)
+    create = c_sub.add_parser("create", parents=[store_opts])
+    create.add_argument("id")
+    create.add_argument("--purpose", required=True, help="what the collection is for (shown in every audit entry)")
+    create.add_argument("--retention-days", type=int, help="erase faces this many days after enrollment")
+    create.add_argument("--min-quality", default="MEDIUM", choices=[q.value for q in QualityLevel])
+    create.add_argument("--thumbnails", action="store_true", help="keep a small aligned face image per face")
+    c_sub.add_parser("list", parents=[store_opts])
+    describe = c_sub.add_parser("describe", parents=[store_opts])
+    describe.add_argument("id")
+    delete = c_sub.add_parser("delete", parents=[store_opts])
+    delete.add_argument("id")
+    delete.add_argument("--reason", required=True)
+
+    person = command("person", "add, list or forget persons", _person)
+    p_sub = person.add_subparsers(dest="action", required=True)
+    add = p_sub.add_parser("add", parents=[store_opts])
+    add.add_argument("collection")
+    add.add_argument("id")
+    add.add_argument("--name", help="display name")
+    plist = p_sub.add_parser("list", parents=[store_opts])
+    plist.add_argument("collection")
+    forget = p_sub.add_parser("forget", parents=[store_opts], help="erase a person and every trace of their faces")
+    forget.add_argument("collection")
+    forget.add_argument("id")
+    forget.add_argument("--reason", required=True)
+
+    consent = command("consent", "record or revoke a person's consent", _consent)
+    k_sub = consent.add_subparsers(dest="action", required=True)
+    record = k_sub.add_parser("record", parents=[store_opts])
+    record.add_argument("collection")
+    record.add_argument("person")
+    record.add_argument("--basis", required=True, choices=[b.value for b in ConsentBasis])
+    record.add_argument("--expires", help="ISO 8601 time with zone, e.g. 2027-12-31T00:00:00+00:00")
+    record.add_argument("--reference", help="reference of the signed release")
+    revoke = k_sub.add_parser("revoke", parents=[store_opts], help="withdraw consent and erase the person's faces")
+    revoke.add_argument("collection")
+    revoke.add_argument("person")
+    revoke.add_argument("--reason", required=True)
+
+    enroll = command("enroll", "enroll the main face of photos (or folders) for a person", _enroll)
+    enroll.add_argument("collection")
+    enroll.add_argument("photos", nargs="+", metavar="PHOTO")
+    enroll.add_argument("--person", required=True)
+
+    search = command("search", "search a collection for the faces of a photo (audited)", _search)
+    search.add_argument("collection")
+    search.add_argument("photo", nargs="?", metavar="PHOTO")
+    search.add_argument("--face-id", help="search with an enrolled face instead of a photo")
+    search.add_argument("--purpose", required=True, help="why you are searching (written to the audit log)")
+    search.add_argument("--all-faces", action="store_true", help="search every face of the photo, not only the largest")
+    search.add_argument("--k", type=int, default=10, help="candidates per face at most")
+    search.add_argument("--threshold", type=float, help="score threshold (default: FPIR <= 1 %% for this collection's size)")
+
+    log = command("log", "show or verify the audit log", _log)
+    l_sub = log.add_subparsers(dest="action", required=True)
+    l_sub.add_parser("verify", parents=[store_opts])
+    show = l_sub.add_parser("show", parents=[store_opts])
+    show.add_argument("--collection")
+    show.add_argument("--action", dest="action_filter")
+    show.add_argument("--by", help="entries by this actor")
+    show.add_argument("--since", help="ISO 8601 time")
+    show.add_argument("--limit", type=int)
+
+    command("sweep", "erase faces whose retention ran out or whose consent expired", _sweep)

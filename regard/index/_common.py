@@ -1,0 +1,93 @@
+"""Checks and helpers shared by the exact and approximate indexes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+DIM = 128  # dlib's ResNet embeddings
+
+
+def check_ids(ids: np.ndarray) -> np.ndarray:
+    """Ids as a 1-D int64 array; ids must be integers >= 0 (-1 pads search results)."""
+    array = np.asarray(ids)
+    if array.ndim != 1:
+        raise ValueError(f"ids must be a 1-D array, not shape {array.shape}")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"ids must be integers, not {array.dtype}")
+    array = array.astype(np.int64, copy=False)
+    if array.size and array.min() < 0:
+        raise ValueError("ids must be >= 0 (-1 marks an empty result slot)")
+    return array
+
+
+def check_vectors(vectors: np.ndarray, what: str = "vectors") -> np.ndarray:
+    """Vectors as a C-contiguous (N, 128) float32 array of finite values; a 1-D vector is one row."""
+    array = np.asarray(vectors)
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[1] != DIM:
+        raise ValueError(f"{what} must have shape (N, {DIM}), not {np.asarray(vectors).shape}")
+    if array.size and not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"{what} must be numbers, not {array.dtype}")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{what} must be finite (no NaN or infinity)")
+    return array
+
+
+def check_batch(ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ids = check_ids(ids)
+    vectors = check_vectors(vectors)
+    if len(ids) != len(vectors):
+        raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+    if len(np.unique(ids)) != len(ids):
+        raise ValueError("the same id appears twice in one add")
+    return ids, vectors
+
+
+def check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise ValueError(f"k must be an integer >= 0, not {k!r}")
+    return int(k)
+
+
+def empty_result(n_queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The result of a search that found nothing: ids -1 and distances +inf."""
+    return np.full((n_queries, k), -1, np.int64), np.full((n_queries, k), np.inf, np.float32)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(temporary path)` in the target's folder, flush it to disk, then rename it over `path`.
+
+    A crash leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        with open(temporary, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,64 @@
+"""Where collections, persons, consent, faces and the audit log live.
+
+    store = open_store()                              # $REGARD_STORE, else the user's data folder
+    store = open_store("sqlite:///srv/regard.db")     # the embedded default backend
+
+One interface (`Store`), several backends: SQLite now; PostgreSQL + pgvector for servers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from regard.errors import InvalidArgumentError
+from regard.store.base import (
+    Candidate,
+    Collection,
+    Consent,
+    ConsentBasis,
+    FaceRecord,
+    NewFace,
+    Person,
+    SearchQuery,
+    Store,
+    SweepReport,
+)
+
+__all__ = [
+    "Candidate",
+    "Collection",
+    "Consent",
+    "ConsentBasis",
+    "FaceRecord",
+    "NewFace",
+    "Person",
+    "SearchQuery",
+    "Store",
+    "SweepReport",
+    "default_store_url",
+    "open_store",
+]
+
+
+def default_store_url() -> str:
+    """$REGARD_STORE, else sqlite:///<$XDG_DATA_HOME or ~/.local/share>/regard/regard.db."""
+    explicit = os.environ.get("REGARD_STORE")
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return f"sqlite:///{Path(base) / 'regard' / 'regard.db'}"
+
+
+def open_store(url: str | None = None) -> Store:
+    """Open (creating if needed) the store at a URL: `sqlite:///relative/or//absolute/path.db`."""
+    url = url or default_store_url()
+    if url.startswith("sqlite:///"):
+        from regard.store.sqlite import SQLiteStore
+
+        path = url[len("sqlite:///") :]
+        if not path:
+            raise InvalidArgumentError("a sqlite store URL needs a file path: sqlite:///path/regard.db")
+        return SQLiteStore(Path(path))
+    scheme = url.split(":", 1)[0]
+    raise InvalidArgumentError(f"unknown store {url!r}: use sqlite:///path/regard.db (scheme {scheme!r} is not supported)")

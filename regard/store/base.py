@@ -1,0 +1,303 @@
+"""What a store holds, and the interface every backend implements.
+
+A collection declares its purpose; a person (Rekognition's "user") belongs to one collection; a
+person's faces may be enrolled only while a consent record covers them; every change and every
+search writes an entry to the hash-chained audit log in the same transaction. Vectors never leave
+the store except into its own index; no photo is kept unless the collection opts in to thumbnails.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from regard.errors import InvalidArgumentError
+from regard.face import QualityLevel
+
+ID_PATTERN = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
+
+
+def check_id(value: str, what: str) -> str:
+    """`value` if it is a valid id (1-255 of letters, digits, '_', '.', '-'), else InvalidArgumentError."""
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise InvalidArgumentError(
+            f"{what} {value!r} is not valid: use 1 to 255 letters, digits, '_', '.' or '-'"
+        )
+    return value
+
+
+def check_text(value: str | None, what: str) -> str:
+    """A required, non-blank piece of text (a purpose, an actor, a reason)."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgumentError(f"{what} is required and cannot be blank")
+    return value.strip()
+
+
+class ConsentBasis(str, Enum):
+    """The legal basis on which a person's face is processed."""
+
+    CONSENT = "consent"
+    CONTRACT = "contract"
+    LEGAL_OBLIGATION = "legal-obligation"
+    VITAL_INTERESTS = "vital-interests"
+    PUBLIC_TASK = "public-task"
+    LEGITIMATE_INTERESTS = "legitimate-interests"
+
+
+@dataclass(frozen=True)
+class Collection:
+    id: str
+    purpose: str
+    model: str  # the embedder its vectors come from
+    retention_days: int | None  # faces are erased this many days after enrollment
+    min_quality: QualityLevel  # the enrollment quality gate
+    store_thumbnails: bool
+    created_at: datetime
+    created_by: str
+    face_count: int = 0
+    person_count: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "purpose": self.purpose,
+            "model": self.model,
+            "retention_days": self.retention_days,
+            "min_quality": self.min_quality.value,
+            "store_thumbnails": self.store_thumbnails,
+            "created_at": self.created_at.isoformat(),
+            "created_by": self.created_by,
+            "faces": self.face_count,
+            "persons": self.person_count,
+        }
+
+
+@dataclass(frozen=True)
+class Consent:
+    basis: ConsentBasis
+    recorded_by: str
+    recorded_at: datetime
+    expires_at: datetime | None
+    reference: str | None  # e.g. the id of the signed release
+
+    def valid_at(self, when: datetime) -> bool:
+        return self.expires_at is None or when < self.expires_at
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "basis": self.basis.value,
+            "recorded_by": self.recorded_by,
+            "recorded_at": self.recorded_at.isoformat(),
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "reference": self.reference,
+        }
+
+
+@dataclass(frozen=True)
+class Person:
+    collection: str
+    id: str
+    display_name: str | None
+    created_at: datetime
+    consent: Consent | None
+    face_count: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "id": self.id,
+            "display_name": self.display_name,
+            "created_at": self.created_at.isoformat(),
+            "consent": self.consent.to_dict() if self.consent else None,
+            "faces": self.face_count,
+        }
+
+
+@dataclass(frozen=True)
+class NewFace:
+    """A face to enroll: what the pipeline measured, without the photo."""
+
+    embedding: np.ndarray
+    box: tuple[float, float, float, float]  # left, top, width, height
+    quality_score: float
+    quality_level: QualityLevel
+    external_image_id: str | None = None
+    thumbnail: bytes | None = None  # only stored if the collection opted in
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    face_id: str
+    collection: str
+    person_id: str | None
+    external_image_id: str | None
+    box: tuple[float, float, float, float]
+    quality_score: float
+    quality_level: QualityLevel
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        left, top, width, height = self.box
+        return {
+            "face_id": self.face_id,
+            "collection": self.collection,
+            "person_id": self.person_id,
+            "external_image_id": self.external_image_id,
+            "box": {"left": left, "top": top, "width": width, "height": height},
+            "quality": {"score": round(self.quality_score, 1), "level": self.quality_level.value},
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A search result: a candidate for a person to review, never an identification."""
+
+    face_id: str
+    person_id: str | None
+    score: float  # 0..100
+    fmr: float  # the estimated false-match rate of a threshold at this score
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "face_id": self.face_id,
+            "person_id": self.person_id,
+            "score": round(self.score, 2),
+            "fmr": float(f"{self.fmr:.3g}"),
+        }
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """One probe of a search and what to say about it in the audit log (never the vector)."""
+
+    vector: np.ndarray
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    faces_erased: int
+    persons_erased: int
+    details: list[dict[str, Any]]
+
+
+class Store(ABC):
+    """The operations every backend provides. Each call is one transaction, with its audit entry."""
+
+    # Collections
+    @abstractmethod
+    def create_collection(
+        self,
+        collection_id: str,
+        *,
+        purpose: str,
+        actor: str,
+        retention_days: int | None = None,
+        min_quality: QualityLevel = QualityLevel.MEDIUM,
+        store_thumbnails: bool = False,
+    ) -> Collection: ...
+
+    @abstractmethod
+    def get_collection(self, collection_id: str) -> Collection: ...
+
+    @abstractmethod
+    def list_collections(self) -> list[Collection]: ...
+
+    @abstractmethod
+    def delete_collection(self, collection_id: str, *, actor: str, reason: str) -> int: ...
+
+    # Persons and consent
+    @abstractmethod
+    def add_person(
+        self, collection_id: str, person_id: str, *, actor: str, display_name: str | None = None
+    ) -> Person: ...
+
+    @abstractmethod
+    def get_person(self, collection_id: str, person_id: str) -> Person: ...
+
+    @abstractmethod
+    def list_persons(self, collection_id: str) -> list[Person]: ...
+
+    @abstractmethod
+    def record_consent(
+        self,
+        collection_id: str,
+        person_id: str,
+        *,
+        basis: ConsentBasis,
+        actor: str,
+        expires_at: datetime | None = None,
+        reference: str | None = None,
+    ) -> Consent: ...
+
+    @abstractmethod
+    def revoke_consent(self, collection_id: str, person_id: str, *, actor: str, reason: str) -> int: ...
+
+    @abstractmethod
+    def forget_person(self, collection_id: str, person_id: str, *, actor: str, reason: str) -> int: ...
+
+    # Faces
+    @abstractmethod
+    def add_faces(
+        self, collection_id: str, person_id: str, faces: list[NewFace], *, actor: str
+    ) -> list[FaceRecord]: ...
+
+    @abstractmethod
+    def has_image(self, collection_id: str, external_image_id: str) -> bool: ...
+
+    @abstractmethod
+    def get_face(self, collection_id: str, face_id: str) -> FaceRecord: ...
+
+    @abstractmethod
+    def list_faces(self, collection_id: str, person_id: str | None = None) -> list[FaceRecord]: ...
+
+    @abstractmethod
+    def delete_face(self, collection_id: str, face_id: str, *, actor: str, reason: str) -> None: ...
+
+    @abstractmethod
+    def face_vector(self, collection_id: str, face_id: str) -> np.ndarray: ...
+
+    # Search and upkeep
+    @abstractmethod
+    def search(
+        self,
+        collection_id: str,
+        queries: list[SearchQuery],
+        *,
+        actor: str,
+        purpose: str,
+        k: int = 10,
+        threshold: float | None = None,
+        request: dict[str, Any] | None = None,
+    ) -> list[list[Candidate]]: ...
+
+    @abstractmethod
+    def search_threshold(self, collection_id: str) -> float: ...
+
+    @abstractmethod
+    def sweep(self, *, actor: str, now: datetime | None = None) -> SweepReport: ...
+
+    @abstractmethod
+    def audit_entries(
+        self,
+        *,
+        collection: str | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Any]: ...
+
+    @abstractmethod
+    def verify_audit(self) -> Any: ...
+
+    @abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,166 @@
+"""Crashes and concurrency: kill -9 during enrollment, several processes on one SQLite file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from regard.store import ConsentBasis, SearchQuery, open_store
+from tests.conftest import FIXTURES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+ENROLL_SCRIPT = """
+import sys
+from pathlib import Path
+from regard.gallery import enroll
+from regard.store import open_store
+store = open_store(sys.argv[1])
+person = sys.argv[2]
+enrolled = 0
+for path in sorted(Path(sys.argv[3]).glob("*.jpg")):
+    enrolled += len(enroll(store, "crowd", path, person_id=person, actor="worker-" + person).enrolled)
+print("enrolled", enrolled, flush=True)
+"""
+
+SEARCH_SCRIPT = """
+import sys, time
+from regard.gallery import search_photo
+from regard.store import open_store
+store = open_store(sys.argv[1])
+deadline = time.time() + float(sys.argv[3])
+n = 0
+while time.time() < deadline:
+    search_photo(store, "crowd", sys.argv[2], actor="searcher", purpose="concurrency test")
+    n += 1
+print("searches", n, flush=True)
+"""
+
+
+def _variants(folder: Path, count: int, seed: int) -> None:
+    """Distinct photos of real faces: the LFW fixtures, shifted, scaled and mirrored."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = sorted((FIXTURES / "lfw").glob("*/*.jpg"))
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        image = Image.open(sources[i % len(sources)]).convert("RGB")
+        dx, dy = rng.integers(-12, 13, size=2)
+        scale = rng.uniform(0.9, 1.1)
+        image = image.transform(image.size, Image.AFFINE, (scale, 0, dx, 0, scale, dy), resample=Image.BILINEAR)
+        if i % 2:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        image.save(folder / f"photo_{seed}_{i:03d}.jpg", quality=92)
+
+
+def _setup(url: str, persons: list[str]) -> None:
+    store = open_store(url)
+    store.create_collection("crowd", purpose="fault tests", actor="setup")
+    for person in persons:
+        store.add_person("crowd", person, actor="setup")
+        store.record_consent("crowd", person, basis=ConsentBasis.CONSENT, actor="setup")
+    store.close()
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _check_consistent(url: str) -> int:
+    """Store, audit chain and index agree; returns the number of faces."""
+    store = open_store(url)
+    try:
+        assert store.verify_audit().ok
+        faces = store.list_faces("crowd")
+        logged = {fid for e in store.audit_entries(action="enroll") for fid in e.details["face_ids"]}
+        assert logged == {f.face_id for f in faces}, "every committed face has its audit entry and vice versa"
+        for face in faces:
+            vector = store.face_vector("crowd", face.face_id)
+            top = store.search("crowd", [SearchQuery(vector)], actor="checker", purpose="consistency", k=1, threshold=0)[0]
+            assert top and top[0].score > 99.9, "the index finds every stored face"
+        return len(faces)
+    finally:
+        store.close()
+
+
+def test_kill_9_during_enrollment_leaves_a_consistent_store(tmp_path):
+    db = tmp_path / "regard.db"
+    url = f"sqlite:///{db}"
+    _setup(url, ["p"])
+    _variants(tmp_path / "photos", 60, seed=1)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ENROLL_SCRIPT, url, "p", str(tmp_path / "photos")], env=_env(), stdout=subprocess.PIPE
+    )
+    try:
+        deadline = time.time() + 120
+        committed = 0
+        while time.time() < deadline and committed < 8:
+            time.sleep(0.05)
+            with sqlite3.connect(db, timeout=30) as conn:
+                committed = conn.execute("SELECT COUNT(*) FROM faces").fetchone()[0]
+        assert proc.poll() is None, "enrollment finished before it could be interrupted"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    count = _check_consistent(url)
+    assert 8 <= count < 60
+    # Resuming enrolls the rest and skips what is there.
+    done = subprocess.run(
+        [sys.executable, "-c", ENROLL_SCRIPT, url, "p", str(tmp_path / "photos")], env=_env(), capture_output=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    final = _check_consistent(url)
+    assert count < final <= 60
+
+
+def test_concurrent_enrollment_and_search_from_several_processes(tmp_path):
+    db = tmp_path / "regard.db"
+    url = f"sqlite:///{db}"
+    _setup(url, ["a", "b"])
+    _variants(tmp_path / "a", 20, seed=2)
+    _variants(tmp_path / "b", 20, seed=3)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", ENROLL_SCRIPT, url, name, str(tmp_path / name)],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for name in ("a", "b")
+    ]
+    searcher = subprocess.Popen(
+        [sys.executable, "-c", SEARCH_SCRIPT, url, str(FIXTURES / "lfw" / "Amber_Tamblyn" / "Amber_Tamblyn_0002.jpg"), "8"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    reported = {}
+    for name, proc in zip(("a", "b", "search"), [*workers, searcher]):
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+        reported[name] = int(out.decode().split()[-1])
+    store = open_store(url)
+    try:
+        per_person = {p: len(store.list_faces("crowd", p)) for p in ("a", "b")}
+    finally:
+        store.close()
+    # No lost faces: what each worker was told it enrolled is what the store holds.
+    assert per_person == {"a": reported["a"], "b": reported["b"]}
+    assert per_person["a"] >= 15 and per_person["b"] >= 15, per_person
+    assert _check_consistent(url) == per_person["a"] + per_person["b"]
+    with sqlite3.connect(db) as conn:
+        searches = conn.execute(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'search' AND actor = 'searcher'"
+        ).fetchone()[0]
+    assert searches == reported["search"] >= 1
+
