@@ -586,9 +586,11 @@ class SQLiteStore(Store):
         with self._read() as conn:
             row = self._collection_row(conn, collection_id)
             generation = row["generation"]
-            size = conn.execute("SELECT COUNT(*) FROM faces WHERE collection_id = ?", (collection_id,)).fetchone()[0]
             state = self._indexes.get(collection_id)
             if state is None or state.generation != generation:
+                size = conn.execute(
+                    "SELECT COUNT(*) FROM faces WHERE collection_id = ?", (collection_id,)
+                ).fetchone()[0]
                 last_tombstone = conn.execute(
                     "SELECT COALESCE(MAX(seq), 0) FROM face_tombstones WHERE collection_id = ?", (collection_id,)
                 ).fetchone()[0]
@@ -610,7 +612,7 @@ class SQLiteStore(Store):
             vectors = np.frombuffer(b"".join(r["embedding"] for r in added), dtype=np.float32).reshape(-1, EMBEDDING_SIZE)
             state.index.add(ids, vectors)
             state.last_row = int(ids[-1])
-        return state.index, int(size)
+        return state.index, len(state.index)
 
     def search_threshold(self, collection_id: str) -> float:
         """The default threshold for searching this collection: FPIR <= 1 % at its current size."""

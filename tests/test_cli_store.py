@@ -1,0 +1,71 @@
+"""The store commands as a user runs them: collection, person, consent, enroll, search, log, sweep."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+from tests.conftest import FIXTURES, lfw
+
+
+def make_runner(tmp_path):
+    env = dict(os.environ, REGARD_STORE=f"sqlite:///{tmp_path / 'cli.db'}", REGARD_ACTOR="alice")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "regard.cli", *args], capture_output=True, text=True, timeout=300, env=env
+        )
+
+    return run
+
+
+def test_a_whole_session_from_the_command_line(tmp_path):
+    run = make_runner(tmp_path)
+    created = run("collection", "create", "volunteers", "--purpose", "find volunteers in event photos", "--json")
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["purpose"] == "find volunteers in event photos"
+    assert run("collection", "create", "volunteers", "--purpose", "again").returncode == 2
+    assert run("collection", "create", "bad id", "--purpose", "x").returncode == 2
+
+    assert run("person", "add", "volunteers", "akhmed").returncode == 0
+    refused = run("enroll", "volunteers", str(lfw("Akhmed_Zakayev", 1)), "--person", "akhmed")
+    assert refused.returncode == 2 and "consent" in refused.stderr and "Traceback" not in refused.stderr
+    assert run("consent", "record", "volunteers", "akhmed", "--basis", "consent", "--reference", "form-1").returncode == 0
+
+    enrolled = run("enroll", "volunteers", str(lfw("Akhmed_Zakayev", 1)), str(FIXTURES / "dogs.jpg"), "--person", "akhmed")
+    assert enrolled.returncode == 1, enrolled.stderr  # the dog photo had no face
+    assert "1 enrolled" in enrolled.stdout and "NO_FACE" in enrolled.stdout
+
+    found = run("search", "volunteers", str(lfw("Akhmed_Zakayev", 3)), "--purpose", "credits for event 12", "--json")
+    assert found.returncode == 0, found.stderr
+    result = json.loads(found.stdout)
+    assert result["faces"][0]["candidates"][0]["person_id"] == "akhmed"
+    nobody = run("search", "volunteers", str(lfw("Amber_Tamblyn", 1)), "--purpose", "credits for event 12")
+    assert nobody.returncode == 1 and "0 candidate" in nobody.stdout
+    no_purpose = run("search", "volunteers", str(lfw("Amber_Tamblyn", 1)))
+    assert no_purpose.returncode == 2
+    unknown = run("search", "nope", str(lfw("Amber_Tamblyn", 1)), "--purpose", "x")
+    assert unknown.returncode == 2 and "nope" in unknown.stderr
+
+    shown = run("log", "show", "--action", "search", "--json")
+    entries = json.loads(shown.stdout)
+    assert [e["purpose"] for e in entries] == ["credits for event 12", "credits for event 12"]
+    assert all(e["actor"] == "alice" for e in entries)
+    assert run("log", "verify").returncode == 0
+
+    forgot = run("person", "forget", "volunteers", "akhmed", "--reason", "erasure request")
+    assert forgot.returncode == 0 and "1 faces erased" in forgot.stdout
+    listed = json.loads(run("collection", "describe", "volunteers", "--json").stdout)
+    assert listed["faces"] == 0 and listed["persons"] == 0
+    assert run("sweep").returncode == 0
+
+    raw = sqlite3.connect(tmp_path / "cli.db")
+    raw.execute("DROP TRIGGER audit_log_no_update")
+    raw.execute("UPDATE audit_log SET actor = 'mallory' WHERE action = 'forget'")
+    raw.commit()
+    raw.close()
+    tampered = run("log", "verify")
+    assert tampered.returncode == 3 and "FAILED" in tampered.stdout
