@@ -418,17 +418,24 @@ class SQLiteStore(Store):
 
     def revoke_consent(self, collection_id: str, person_id: str, *, actor: str, reason: str) -> int:
         """Withdraw a person's consent: the record goes, and with it every face enrolled under it."""
+        return self._erase_person(collection_id, person_id, actor, reason, AuditAction.CONSENT_REVOKE, "consents")
+
+    def forget_person(self, collection_id: str, person_id: str, *, actor: str, reason: str) -> int:
+        """Erase a person: faces, vectors, thumbnails, consent, and the person record itself."""
+        return self._erase_person(collection_id, person_id, actor, reason, AuditAction.FORGET, "persons")
+
+    def _erase_person(
+        self, collection_id: str, person_id: str, actor: str, reason: str, action: AuditAction, table: str
+    ) -> int:
+        """Erase a person's faces and the row of `table` ("consents", or "persons", whose deletion
+        takes the consent with it), with one audit entry that keeps who, why and how many."""
         actor, reason = check_text(actor, "the actor"), check_text(reason, "a reason")
         with self._write() as conn:
             self._person(conn, collection_id, person_id)
             erased = self._delete_person_faces(conn, collection_id, person_id)
-            conn.execute("DELETE FROM consents WHERE collection_id = ? AND person_id = ?", (collection_id, person_id))
+            conn.execute(f"DELETE FROM {table} WHERE collection_id = ? AND person_id = ?", (collection_id, person_id))
             self._audit(
-                AuditAction.CONSENT_REVOKE,
-                actor,
-                collection_id,
-                None,
-                {"person_id": person_id, "reason": reason, "faces_erased": erased},
+                action, actor, collection_id, None, {"person_id": person_id, "reason": reason, "faces_erased": erased}
             )
         self._erase_traces()
         return erased
@@ -436,23 +443,6 @@ class SQLiteStore(Store):
     def _delete_person_faces(self, conn: sqlite3.Connection, collection_id: str, person_id: str) -> int:
         cursor = conn.execute("DELETE FROM faces WHERE collection_id = ? AND person_id = ?", (collection_id, person_id))
         return int(cursor.rowcount)
-
-    def forget_person(self, collection_id: str, person_id: str, *, actor: str, reason: str) -> int:
-        """Erase a person: faces, vectors, thumbnails, consent, and the person record itself."""
-        actor, reason = check_text(actor, "the actor"), check_text(reason, "a reason")
-        with self._write() as conn:
-            self._person(conn, collection_id, person_id)
-            erased = self._delete_person_faces(conn, collection_id, person_id)
-            conn.execute("DELETE FROM persons WHERE collection_id = ? AND person_id = ?", (collection_id, person_id))
-            self._audit(
-                AuditAction.FORGET,
-                actor,
-                collection_id,
-                None,
-                {"person_id": person_id, "reason": reason, "faces_erased": erased},
-            )
-        self._erase_traces()
-        return erased
 
     # ------------------------------------------------------------------ faces
 
