@@ -7,7 +7,8 @@
     index.remove(ids)                               # really gone: from results, memory and saved files
     index.save(path); index = load_index(path)      # atomic write (temp file + rename)
 
-Both kinds return exact float32 Euclidean distances (the embedder's native metric; scores are
+ExactIndex is numpy; ApproximateIndex is faiss's HNSW graph (see regard/index/approximate.py for
+why). Both kinds return exact float32 Euclidean distances (the embedder's native metric; scores are
 `regard.match.score_from_distance(d)`); the approximate index may miss some of the true nearest
 neighbours (recall@10 >= 0.99 of exact at a million faces, measured by bench/search.py), never
 reports a wrong distance. Padding: id -1 with distance +inf, where the index holds fewer than k.
@@ -27,10 +28,12 @@ from regard.index.approximate import ApproximateIndex
 from regard.index.exact import ExactIndex
 
 # From this many faces on, a collection uses the approximate index. Chosen with bench/search.py
-# (2 cores, one query on one thread): exact search costs about 0.04 ms per 1,000 faces (1.8 ms at
-# 50k, 3.9 ms at 100k, 40 ms at 1M) and is exact; the HNSW index answers in 1-2 ms at any of these
-# sizes but costs twice the memory and a build (about 10 s per 50,000 faces on 2 cores).
-APPROXIMATE_FROM = 50_000
+# (2 cores; p50 of one top-10 query on one thread): exact search costs about 0.023 ms per 1,000
+# faces (1.1 ms at 50k, 2.3 ms at 100k, ~23 ms at 1M), is exact, needs no build and half the
+# memory; the HNSW index answers in 1.0 ms at 50k, 1.4 ms at 100k and ~3 ms at 1M, but costs a
+# build (5.6 s for 50k faces, 14 s for 100k, 6 min for 1M, on 2 threads). Up to 100k faces exact
+# search stays under half the 5 ms latency target, so it is kept there; past it, it grows linearly.
+APPROXIMATE_FROM = 100_000
 
 
 @runtime_checkable

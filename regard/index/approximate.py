@@ -1,38 +1,39 @@
-"""Approximate nearest-neighbour search: an HNSW graph from USearch (Apache-2.0, unum-cloud).
+"""Approximate nearest-neighbour search: faiss's HNSW graph (IndexHNSWFlat), with real removal.
 
-Why USearch (numbers in bench/search.py and bench/results/search.json): among the candidates with
-wheels for this platform it meets the 1M-face targets and is the one that can delete. faiss's HNSW
-index cannot remove a vector at all (only hide it from results with a filter), and hnswlib ships no
-wheels (its last release, 0.8.0 of December 2023, is a source package that needs a compiler).
+Why faiss (bench/search.py, results in bench/results/search.json): at a million real-like faces,
+with the same graph (M=32, efConstruction=128) on 2 cores, faiss built in about 6 minutes and
+answered a top-10 query in about 3 ms (p50, one thread) at recall@10 >= 0.99 of exact search, in
+about 0.8 GB. USearch needed twice the build time and, at the same recall, twice the latency (over
+the 5 ms target); hnswlib ships no wheels (0.8.0, December 2023, is a source package only).
 
-Vectors are stored as float32 with the squared-L2 metric, so the distances are exact float32
-Euclidean distances of the candidates found (the square root is taken here); only *which*
-candidates are found is approximate. With the parameters below, recall@10 against exact search is
-at least 0.99 at a million faces (see the benchmark).
+Vectors are stored as float32 and compared by squared L2; the square root is taken here, so the
+distances returned are exact float32 Euclidean distances of what was found. Only *which* faces are
+found is approximate.
 
-Erasure. USearch removes a vector by marking its slot deleted: its bytes stay in memory and in a
-saved file until a later addition reuses the slot, and freed slots are reused first in, first out.
-So every removal here is followed by a scrub: as many zero "placeholder" vectors are added as there
-are free slots, which overwrites each of them, and the placeholders are removed again. Placeholder
-keys are >= 2**63, outside the ids the index accepts (int64 >= 0), and never outlive the lock. The
-scrub costs one cheap insertion per free slot (inserted with a small search depth); when free slots
-pass a quarter of the live vectors the graph is rebuilt from the live vectors instead (`compact`).
+Removal. faiss's HNSW graph cannot delete a node, so a removed face's row is overwritten with zeros
+in the index's own storage (gone from memory and from any file saved afterwards: real erasure) and
+excluded from every search by a bitmap of live rows; the node itself stays in the graph as an
+empty waypoint far from every face. Re-adding an id removes the old row that way and appends a new
+one. When removed rows pass a quarter of the live ones (and 1,024), the graph is rebuilt from the
+live vectors (`compact`; minutes at a million faces).
 
-Thread safety: one lock serialises every call (the USearch binding itself allows one Python thread
-per index at a time and serialises concurrent calls); a search on 1M vectors takes about a
-millisecond, and the GIL is released while it runs.
+Thread safety: searches share a read lock and run in parallel (faiss releases the GIL); additions,
+removals and saving take the write lock.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import threading
+import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from regard.index._common import (
     DIM,
+    ReadWriteLock,
     atomic_write,
     check_batch,
     check_ids,
@@ -41,22 +42,22 @@ from regard.index._common import (
     empty_result,
 )
 
-# HNSW parameters, chosen with bench/search.py: recall@10 >= 0.99 at 1M faces.
+# HNSW parameters, chosen with bench/search.py: recall@10 >= 0.99 of exact at 1M faces.
 CONNECTIVITY = 32  # links per node ("M")
 EXPANSION_ADD = 128  # search depth while inserting ("efConstruction")
-EXPANSION_SEARCH = 384  # search depth while searching ("ef")
-_PLACEHOLDER_EXPANSION = 4  # search depth for inserting scrub placeholders: their links do not matter
-_PLACEHOLDER_BASE = np.uint64(1) << np.uint64(63)
-_COMPACT_FRACTION = 0.25  # rebuild when free slots exceed this share of the live vectors...
+EXPANSION_SEARCH = 512  # search depth while searching ("efSearch")
+_COMPACT_FRACTION = 0.25  # rebuild when removed rows exceed this share of the live ones...
 _COMPACT_MIN = 1024  # ...and this many
+_MAGIC = b"REGARD-HNSW\n"
+_VERSION = 1
 
 
-def _usearch():
+def _faiss() -> Any:
     try:
-        from usearch.index import Index, MetricKind, ScalarKind
-    except ImportError as e:  # pragma: no cover - usearch is a dependency
-        raise ImportError("the approximate index needs the usearch package (pip install usearch)") from e
-    return Index, MetricKind, ScalarKind
+        import faiss
+    except ImportError as e:  # pragma: no cover - faiss-cpu is a dependency
+        raise ImportError("the approximate index needs faiss (pip install faiss-cpu)") from e
+    return faiss
 
 
 def _default_threads() -> int:
@@ -66,8 +67,39 @@ def _default_threads() -> int:
         return 1
 
 
+class _IdMap:
+    """id -> row, as two arrays sorted by id (16 bytes a face, against ~100 for a dict)."""
+
+    def __init__(self, ids: np.ndarray | None = None, rows: np.ndarray | None = None) -> None:
+        ids = np.zeros(0, np.int64) if ids is None else ids
+        rows = np.arange(len(ids), dtype=np.int64) if rows is None else rows
+        order = np.argsort(ids, kind="stable")
+        self.ids, self.rows = ids[order].astype(np.int64), rows[order].astype(np.int64)
+
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """The rows of these ids, -1 for ids not present."""
+        if not len(self.ids):
+            return np.full(len(ids), -1, np.int64)
+        at = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+        return np.where(self.ids[at] == ids, self.rows[at], -1)
+
+    def delete(self, ids: np.ndarray) -> None:
+        """Forget ids (all present)."""
+        if len(ids):
+            keep = np.ones(len(self.ids), bool)
+            keep[np.searchsorted(self.ids, ids)] = False
+            self.ids, self.rows = self.ids[keep], self.rows[keep]
+
+    def insert(self, ids: np.ndarray, rows: np.ndarray) -> None:
+        """Add ids (none present) at rows."""
+        order = np.argsort(ids, kind="stable")
+        at = np.searchsorted(self.ids, ids[order])
+        self.ids = np.insert(self.ids, at, ids[order])
+        self.rows = np.insert(self.rows, at, rows[order])
+
+
 class ApproximateIndex:
-    """Approximate top-k Euclidean search (HNSW graph, USearch), with real removal."""
+    """Approximate top-k Euclidean search (faiss HNSW), with real removal."""
 
     def __init__(
         self,
@@ -77,22 +109,23 @@ class ApproximateIndex:
         expansion_search: int = EXPANSION_SEARCH,
         threads: int | None = None,
     ) -> None:
-        """`threads`: threads used to add a batch of vectors and to search a batch of queries
-        (default: REGARD_THREADS, else 1); a single query always runs on one thread."""
-        Index, _, _ = _usearch()
-        self._lock = threading.Lock()
+        """`threads`: threads used to add vectors (default: REGARD_THREADS, else 1). A search of
+        one query runs on the calling thread; a batch of queries uses faiss's OpenMP threads."""
+        self._lock = ReadWriteLock()
         self._threads = threads or _default_threads()
-        self._params = (connectivity, expansion_add, expansion_search)
-        self._index = Index(
-            ndim=DIM,
-            metric="l2sq",
-            dtype="f32",
-            connectivity=connectivity,
-            expansion_add=expansion_add,
-            expansion_search=expansion_search,
-            multi=False,
-        )
-        self._free = 0  # deleted slots, all holding zero vectors outside a call
+        self._connectivity, self._expansion_add = int(connectivity), int(expansion_add)
+        self._expansion_search = int(expansion_search)
+        self._index = self._new_graph()
+        self._row_ids = np.zeros(0, np.int64)  # row -> id; -1 for a removed row
+        self._map = _IdMap()
+        self._removed = 0
+        self._bitmap: np.ndarray | None = None  # live rows, bit i of byte i // 8; None: all live
+
+    def _new_graph(self) -> Any:
+        index = _faiss().IndexHNSWFlat(DIM, self._connectivity)  # METRIC_L2: squared distances
+        index.hnsw.efConstruction = self._expansion_add
+        index.hnsw.efSearch = self._expansion_search
+        return index
 
     # ------------------------------------------------------------------ mutation
 
@@ -101,184 +134,218 @@ class ApproximateIndex:
         ids, vectors = check_batch(ids, vectors)
         if not len(ids):
             return
-        keys = ids.astype(np.uint64)
-        with self._lock:
-            present = np.asarray(self._index.contains(keys), bool).reshape(-1)
-            replaced = keys[present]
-            if len(replaced):
-                self._free += int(np.sum(self._index.remove(replaced)))
-            self._index.add(keys, vectors, threads=self._threads)
-            # Freed slots are reused first in, first out; the old vectors of replaced ids may sit
-            # in slots that these additions did not reach.
-            self._free = max(0, self._free - len(keys))
-            if len(replaced) and self._free:
-                self._scrub_locked()
+        with self._lock.writing():
+            rows = self._map.lookup(ids)
+            replaced = rows >= 0
+            if replaced.any():
+                self._erase_rows_locked(rows[replaced])
+                self._map.delete(ids[replaced])
+            start = self._index.ntotal
+            self._add_to_graph(self._index, vectors)
+            self._row_ids = np.concatenate([self._row_ids, ids])
+            self._map.insert(ids, np.arange(start, start + len(ids), dtype=np.int64))
+            self._after_change_locked()
 
     def remove(self, ids: np.ndarray) -> None:
-        """Remove the vectors of these ids, erasing their bytes; unknown ids are ignored."""
-        keys = check_ids(ids).astype(np.uint64)
-        if not len(keys):
+        """Remove the vectors of these ids, erasing them; unknown ids are ignored."""
+        ids = np.unique(check_ids(ids))
+        if not len(ids):
             return
-        with self._lock:
-            keys = keys[np.asarray(self._index.contains(keys), bool).reshape(-1)]
-            keys = np.unique(keys)
-            if not len(keys):
+        with self._lock.writing():
+            rows = self._map.lookup(ids)
+            present = rows >= 0
+            if not present.any():
                 return
-            self._free += int(np.sum(self._index.remove(keys)))
-            self._scrub_locked()
-            if self._free > max(_COMPACT_MIN, _COMPACT_FRACTION * len(self._index)):
-                self._compact_locked()
+            self._erase_rows_locked(rows[present])
+            self._map.delete(ids[present])
+            self._after_change_locked()
 
-    def _scrub_locked(self) -> None:
-        """Overwrite every free slot with a zero vector (see the module's docstring)."""
-        count = self._free
-        if not count:
-            return
-        placeholders = _PLACEHOLDER_BASE + np.arange(count, dtype=np.uint64)
-        expansion = self._index.expansion_add
-        self._index.expansion_add = _PLACEHOLDER_EXPANSION
+    def _add_to_graph(self, index: Any, vectors: np.ndarray) -> None:
+        faiss = _faiss()
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(self._threads)
         try:
-            self._index.add(placeholders, np.zeros((count, DIM), np.float32), threads=self._threads)
+            index.add(vectors)
         finally:
-            self._index.expansion_add = expansion
-            self._index.remove(placeholders)
+            faiss.omp_set_num_threads(before)
+
+    def _storage_locked(self) -> np.ndarray:
+        """The graph's vectors, (rows, 128) float32, as a writable view of faiss's own memory."""
+        faiss = _faiss()
+        n = self._index.ntotal
+        if not n:
+            return np.zeros((0, DIM), np.float32)
+        flat = faiss.downcast_index(self._index.storage)
+        return faiss.rev_swig_ptr(flat.get_xb(), n * DIM).reshape(n, DIM)
+
+    def _erase_rows_locked(self, rows: np.ndarray) -> None:
+        self._storage_locked()[rows] = 0.0  # the vectors themselves are gone
+        self._row_ids[rows] = -1
+        self._removed += len(rows)
+
+    def _after_change_locked(self) -> None:
+        if self._removed > max(_COMPACT_MIN, _COMPACT_FRACTION * len(self._map.ids)):
+            self._compact_locked()
+        self._bitmap = np.packbits(self._row_ids >= 0, bitorder="little") if self._removed else None
 
     def compact(self) -> None:
-        """Rebuild the graph from the live vectors: frees the deleted slots (and their memory)."""
-        with self._lock:
+        """Rebuild the graph from the live vectors, dropping the removed rows' nodes."""
+        with self._lock.writing():
             self._compact_locked()
+            self._bitmap = None
 
     def _compact_locked(self) -> None:
-        Index, _, _ = _usearch()
-        keys, vectors = self._items_locked()
-        old = self._index
-        connectivity, expansion_add, _ = self._params
-        fresh = Index(
-            ndim=DIM,
-            metric="l2sq",
-            dtype="f32",
-            connectivity=connectivity,
-            expansion_add=expansion_add,
-            expansion_search=old.expansion_search,
-            multi=False,
-        )
-        if len(keys):
-            fresh.add(keys, vectors, threads=self._threads)
-        self._index = fresh
-        self._free = 0
-        old.reset()
+        live = np.nonzero(self._row_ids >= 0)[0]
+        vectors = np.ascontiguousarray(self._storage_locked()[live])
+        ids = self._row_ids[live]
+        old_storage = self._storage_locked()
+        graph = self._new_graph()
+        if len(vectors):
+            self._add_to_graph(graph, vectors)
+        old_storage[:] = 0.0  # the old graph's memory goes back to the allocator blank
+        self._index = graph
+        self._row_ids = ids
+        self._map = _IdMap(ids)
+        self._removed = 0
 
     # ------------------------------------------------------------------ search
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest stored vectors of each query: (Q, k) int64 ids padded with -1, and
         (Q, k) float32 Euclidean distances, ascending, padded with +inf."""
+        faiss = _faiss()
         queries = check_vectors(queries, "queries")
         k = check_k(k)
         out_ids, out_distances = empty_result(len(queries), k)
         if k == 0 or len(queries) == 0:
             return out_ids, out_distances
-        with self._lock:
-            if not len(self._index):
+        with self._lock.reading():
+            live = len(self._map.ids)
+            if not live:
                 return out_ids, out_distances
-            threads = 1 if len(queries) == 1 else self._threads
-            # Asked for as many as it holds: compare with all of them (a graph walk may miss some).
-            exact = k >= len(self._index)
-            matches = self._index.search(queries, k, threads=threads, exact=exact)
-        keys = np.asarray(matches.keys).reshape(len(queries), -1)
-        squared = np.asarray(matches.distances, np.float32).reshape(len(queries), -1)
-        if hasattr(matches, "counts"):
-            counts = np.asarray(matches.counts).reshape(-1)
-        else:
-            counts = np.array([len(matches.keys)])
-        valid = np.arange(keys.shape[1])[None, :] < counts[:, None]
-        distances = np.where(valid, np.sqrt(np.maximum(np.where(valid, squared, 0.0), 0.0)), np.inf)
-        order = np.argsort(distances, axis=1, kind="stable")
-        keys = np.take_along_axis(keys, order, 1)
-        valid = np.take_along_axis(valid, order, 1)
-        distances = np.take_along_axis(distances, order, 1)
-        width = min(k, keys.shape[1])
-        out_ids[:, :width] = np.where(valid[:, :width], keys[:, :width].astype(np.int64), -1)
-        out_distances[:, :width] = distances[:, :width]
+            if k >= live:  # asked for everything: compare with all (a graph walk may miss some)
+                rows = self._map.rows
+                difference = self._storage_locked()[rows][None, :, :] - queries[:, None, :]
+                squared = np.einsum("qnd,qnd->qn", difference, difference)
+                order = np.argsort(squared, axis=1, kind="stable")
+                found_rows = rows[order]
+                squared = np.take_along_axis(squared, order, 1)
+            else:
+                selector = None
+                bitmap = self._bitmap
+                if bitmap is not None:
+                    selector = faiss.IDSelectorBitmap(self._index.ntotal, faiss.swig_ptr(bitmap))
+                params = faiss.SearchParametersHNSW(
+                    efSearch=max(self._expansion_search, k), sel=selector
+                )
+                squared, found_rows = self._index.search(queries, k, params=params)
+                del params, selector  # (the bitmap they point into stays alive until here)
+            width = found_rows.shape[1]
+            valid = found_rows >= 0
+            out_ids[:, :width] = np.where(valid, self._row_ids[np.where(valid, found_rows, 0)], -1)
+        out_distances[:, :width] = np.where(valid, np.sqrt(np.maximum(squared, 0.0)), np.inf)
         return out_ids, out_distances
 
     @property
     def expansion_search(self) -> int:
-        return int(self._index.expansion_search)
+        """The search depth ("efSearch"): higher finds more of the true neighbours, more slowly."""
+        return self._expansion_search
 
     @expansion_search.setter
     def expansion_search(self, value: int) -> None:
-        """The search depth ("ef"): higher finds more of the true neighbours, more slowly."""
-        with self._lock:
-            self._index.expansion_search = int(value)
+        with self._lock.writing():
+            self._expansion_search = int(value)
+            self._index.hnsw.efSearch = int(value)
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self._map.ids)
 
     def __contains__(self, id_: object) -> bool:
-        if not isinstance(id_, (int, np.integer)) or id_ < 0:
+        if not isinstance(id_, (int, np.integer)):
             return False
-        with self._lock:
-            return bool(self._index.contains(np.uint64(id_)))
+        with self._lock.reading():
+            return bool(self._map.lookup(np.array([id_], np.int64))[0] >= 0)
 
     def items(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the stored ids (N,) and vectors (N, 128), in no particular order."""
-        with self._lock:
-            keys, vectors = self._items_locked()
-        return keys.astype(np.int64), vectors
-
-    def _items_locked(self) -> tuple[np.ndarray, np.ndarray]:
-        keys = np.asarray(self._index.keys[:], np.uint64)
-        if not len(keys):
-            return keys, np.zeros((0, DIM), np.float32)
-        return keys, np.vstack(self._index.get(keys)).astype(np.float32, copy=False)
+        with self._lock.reading():
+            live = np.nonzero(self._row_ids >= 0)[0]
+            return self._row_ids[live].copy(), self._storage_locked()[live].copy()
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the graph and its vectors, as USearch counts it."""
-        return int(self._index.memory_usage)
+        """Bytes held by the vectors, the graph's links and the id arrays."""
+        with self._lock.reading():
+            hnsw = self._index.hnsw
+            graph = hnsw.neighbors.size() * 4 + hnsw.offsets.size() * 8 + hnsw.levels.size() * 4
+            ids = self._row_ids.nbytes + self._map.ids.nbytes + self._map.rows.nbytes
+            return self._index.ntotal * DIM * 4 + graph + ids
 
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: Path) -> None:
-        """Write the index (USearch's format) to `path` atomically: temp file + rename."""
-        with self._lock:
-            atomic_write(Path(path), lambda temporary: self._index.save(str(temporary)))
+        """Write the index to `path` atomically (temp file + rename). Removed faces' vectors are
+        zeros in it: they are not in the file."""
+        faiss = _faiss()
+        with self._lock.writing():  # (exclusive: faiss's writer reads the graph as it writes)
+            header = json.dumps(
+                {
+                    "rows": int(self._index.ntotal),
+                    "removed": int(self._removed),
+                    "connectivity": self._connectivity,
+                    "expansion_add": self._expansion_add,
+                    "expansion_search": self._expansion_search,
+                }
+            ).encode()
+
+            def write(temporary: Path) -> None:
+                with open(temporary, "wb") as f:
+                    f.write(_MAGIC + struct.pack("<II", _VERSION, len(header)) + header)
+                    f.write(self._row_ids.astype("<i8").tobytes())
+                    faiss.write_index(self._index, faiss.PyCallbackIOWriter(f.write))
+
+            atomic_write(Path(path), write)
 
     @classmethod
     def load(
-        cls, path: Path, *, expansion_search: int = EXPANSION_SEARCH, threads: int | None = None
+        cls, path: Path, *, expansion_search: int | None = None, threads: int | None = None
     ) -> ApproximateIndex:
         """An index read from a file written by `save`."""
-        Index, MetricKind, ScalarKind = _usearch()
-        meta = Index.metadata(str(path)) if Path(path).is_file() else None
-        if meta is None:
-            raise ValueError(f"{path} is not a saved ApproximateIndex")
-        if (
-            meta["dimensions"] != DIM
-            or meta["kind_metric"] != MetricKind.L2sq
-            or meta["kind_scalar"] != ScalarKind.F32
-        ):
-            raise ValueError(
-                f"{path} holds a {meta['dimensions']}-d {meta['kind_metric']} {meta['kind_scalar']} "
-                f"index, not {DIM}-d L2sq f32"
-            )
-        loaded = Index.restore(str(path), view=False)
-        if loaded is None:
-            raise ValueError(f"{path} could not be read as a saved ApproximateIndex")
-        loaded.expansion_add = EXPANSION_ADD
-        loaded.expansion_search = expansion_search
-        index = cls.__new__(cls)
-        index._lock = threading.Lock()
-        index._threads = threads or _default_threads()
-        index._params = (int(loaded.connectivity), EXPANSION_ADD, expansion_search)
-        index._index = loaded
-        index._free = int(meta["count_deleted"])
+        faiss = _faiss()
+        with open(path, "rb") as f:
+            if f.read(len(_MAGIC)) != _MAGIC:
+                raise ValueError(f"{path} is not a saved ApproximateIndex")
+            version, length = struct.unpack("<II", f.read(8))
+            if version != _VERSION:
+                raise ValueError(f"{path}: unsupported ApproximateIndex format version {version}")
+            header = json.loads(f.read(length))
+            row_ids = np.frombuffer(f.read(8 * header["rows"]), "<i8").astype(np.int64)
+            try:
+                graph = faiss.read_index(faiss.PyCallbackIOReader(f.read))
+            except RuntimeError as e:
+                raise ValueError(f"{path}: the graph could not be read ({e})") from e
+        # (faiss.read_index already returns the concrete class; faiss.downcast_index would
+        # return a wrapper that does not own the index, freed with the original wrapper.)
+        if not isinstance(graph, faiss.IndexHNSWFlat) or graph.d != DIM or graph.ntotal != len(row_ids):
+            raise ValueError(f"{path} does not hold a {DIM}-d HNSW graph of {len(row_ids)} rows")
+        index = cls(
+            connectivity=header["connectivity"],
+            expansion_add=header["expansion_add"],
+            expansion_search=expansion_search or header["expansion_search"],
+            threads=threads,
+        )
+        graph.hnsw.efConstruction = index._expansion_add
+        graph.hnsw.efSearch = index._expansion_search
+        live = np.nonzero(row_ids >= 0)[0]
+        index._index = graph
+        index._row_ids = row_ids
+        index._map = _IdMap(row_ids[live], live)
+        index._removed = int(len(row_ids) - len(live))
+        index._bitmap = np.packbits(row_ids >= 0, bitorder="little") if index._removed else None
         return index
 
     def __repr__(self) -> str:
-        connectivity, expansion_add, _ = self._params
         return (
-            f"ApproximateIndex({len(self)} vectors, M={connectivity}, "
-            f"ef_add={expansion_add}, ef={self.expansion_search})"
+            f"ApproximateIndex({len(self)} vectors, M={self._connectivity}, "
+            f"efConstruction={self._expansion_add}, efSearch={self._expansion_search})"
         )
