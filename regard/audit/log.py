@@ -173,6 +173,8 @@ class AuditAction(str, Enum):
     FORGET = "forget"  # a person and all their faces erased
     EXPORT = "export"  # a person's data exported (subject access request)
     SWEEP = "sweep"  # retention sweep: expired or unconsented faces removed
+    KEY_CREATE = "key_create"  # a service API key issued
+    KEY_REVOKE = "key_revoke"
 
     def __str__(self) -> str:
         return self.value

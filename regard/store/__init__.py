@@ -13,6 +13,7 @@ from pathlib import Path
 
 from regard.errors import InvalidArgumentError
 from regard.store.base import (
+    ApiKey,
     Candidate,
     Collection,
     Consent,
@@ -20,12 +21,14 @@ from regard.store.base import (
     FaceRecord,
     NewFace,
     Person,
+    Role,
     SearchQuery,
     Store,
     SweepReport,
 )
 
 __all__ = [
+    "ApiKey",
     "Candidate",
     "Collection",
     "Consent",
@@ -33,6 +36,7 @@ __all__ = [
     "FaceRecord",
     "NewFace",
     "Person",
+    "Role",
     "SearchQuery",
     "Store",
     "SweepReport",

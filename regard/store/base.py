@@ -62,6 +62,10 @@ class Collection:
     created_by: str
     face_count: int = 0
     person_count: int = 0
+    # A search threshold set for this collection (by `regard audit --apply-to`), else None: the
+    # default then follows the collection's size (FPIR <= 1 %).
+    threshold: float | None = None
+    threshold_source: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +79,8 @@ class Collection:
             "created_by": self.created_by,
             "faces": self.face_count,
             "persons": self.person_count,
+            "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
         }
 
 
@@ -181,6 +187,51 @@ class SearchQuery:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+class Role(str, Enum):
+    """What an API key may do. `admin` may do everything, including key and collection management."""
+
+    DETECT = "detect"  # detect and compare: nothing is stored, nothing searched
+    ENROLL = "enroll"  # persons, consent, faces (add, list, delete, forget)
+    SEARCH = "search"  # 1:N search inside a collection
+    ADMIN = "admin"  # collections, thresholds, audit log, everything above
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A service credential. The store holds only a hash of its secret (see regard/service/keys.py)."""
+
+    key_id: str
+    name: str
+    secret_hash: str
+    roles: tuple[Role, ...]
+    collections: tuple[str, ...] | None  # None: every collection
+    default_purpose: str | None  # for APIs without a purpose field (Rekognition)
+    rate_per_minute: int | None  # None: no limit
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the secret's hash."""
+        return {
+            "key_id": self.key_id,
+            "name": self.name,
+            "roles": [r.value for r in self.roles],
+            "collections": list(self.collections) if self.collections is not None else None,
+            "default_purpose": self.default_purpose,
+            "rate_per_minute": self.rate_per_minute,
+            "created_at": self.created_at.isoformat(),
+            "created_by": self.created_by,
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "revoked_by": self.revoked_by,
+        }
+
+
 @dataclass(frozen=True)
 class SweepReport:
     faces_erased: int
@@ -212,6 +263,19 @@ class Store(ABC):
 
     @abstractmethod
     def delete_collection(self, collection_id: str, *, actor: str, reason: str) -> int: ...
+
+    @abstractmethod
+    def set_threshold(
+        self,
+        collection_id: str,
+        threshold: float | None,
+        *,
+        actor: str,
+        reason: str,
+        source: dict[str, Any] | None = None,
+    ) -> Collection:
+        """Set (or with None, clear) the collection's search threshold, a score 0-100; `source` says
+        where it came from (e.g. the audit report and target FMR). Audit-logged."""
 
     # Persons and consent
     @abstractmethod
@@ -298,6 +362,20 @@ class Store(ABC):
 
     @abstractmethod
     def verify_audit(self) -> Any: ...
+
+    # Service credentials
+    @abstractmethod
+    def create_api_key(self, key: ApiKey, *, actor: str) -> ApiKey: ...
+
+    @abstractmethod
+    def get_api_key(self, key_id: str) -> ApiKey:
+        """The key, revoked or not; NotFoundError if there is none."""
+
+    @abstractmethod
+    def list_api_keys(self) -> list[ApiKey]: ...
+
+    @abstractmethod
+    def revoke_api_key(self, key_id: str, *, actor: str, reason: str) -> ApiKey: ...
 
     @abstractmethod
     def close(self) -> None: ...

@@ -13,6 +13,7 @@ separate file to repair after a crash.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import uuid
@@ -31,6 +32,7 @@ from regard.index import VectorIndex, new_index
 from regard.match import ThresholdTable, default_table, score_from_distance, search_threshold
 from regard.models.registry import DLIB_RESNET
 from regard.store.base import (
+    ApiKey,
     Candidate,
     Collection,
     Consent,
@@ -38,6 +40,7 @@ from regard.store.base import (
     FaceRecord,
     NewFace,
     Person,
+    Role,
     SearchQuery,
     Store,
     SweepReport,
@@ -106,6 +109,32 @@ CREATE TRIGGER IF NOT EXISTS faces_tombstone AFTER DELETE ON faces BEGIN
 END;
 """
 
+# Schema changes after the first release, applied in order to a file whose PRAGMA user_version is
+# lower (a new file gets _SCHEMA and then all of them). Never edit one; append a new one.
+_MIGRATIONS: list[tuple[int, str]] = [
+    (
+        2,
+        """
+ALTER TABLE collections ADD COLUMN threshold REAL;
+ALTER TABLE collections ADD COLUMN threshold_source TEXT;
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    roles TEXT NOT NULL,
+    collections TEXT,
+    default_purpose TEXT,
+    rate_per_minute INTEGER,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    revoked_at TEXT,
+    revoked_by TEXT
+);
+""",
+    ),
+]
+SCHEMA_VERSION = _MIGRATIONS[-1][0]
+
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
@@ -154,7 +183,19 @@ class SQLiteStore(Store):
         self._conn.execute("PRAGMA secure_delete = ON")
         with self._lock:
             # One transaction, so that processes opening a new file at once do not race.
-            self._conn.executescript("BEGIN IMMEDIATE;\n" + _SCHEMA + "\n" + AUDIT_SCHEMA + "\nCOMMIT;")
+            self._conn.executescript("BEGIN IMMEDIATE;\n" + _SCHEMA + "\n" + AUDIT_SCHEMA)
+            try:
+                version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+                for number, script in _MIGRATIONS:
+                    if version < number:
+                        for statement in script.split(";"):
+                            if statement.strip():
+                                self._conn.execute(statement)
+                        self._conn.execute(f"PRAGMA user_version = {number}")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
 
     # ------------------------------------------------------------------ plumbing
 
@@ -245,6 +286,8 @@ class SQLiteStore(Store):
             created_by=row["created_by"],
             face_count=faces,
             person_count=persons,
+            threshold=row["threshold"],
+            threshold_source=json.loads(row["threshold_source"]) if row["threshold_source"] else None,
         )
 
     def create_collection(
@@ -267,7 +310,8 @@ class SQLiteStore(Store):
             if conn.execute("SELECT 1 FROM collections WHERE id = ?", (collection_id,)).fetchone():
                 raise AlreadyExistsError(f"collection {collection_id!r} exists already")
             conn.execute(
-                "INSERT INTO collections VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO collections (id, generation, purpose, model, retention_days, min_quality, "
+                "store_thumbnails, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     collection_id,
                     uuid.uuid4().hex,
@@ -310,6 +354,35 @@ class SQLiteStore(Store):
         self._indexes.pop(collection_id, None)
         self._erase_traces()
         return int(faces)
+
+    def set_threshold(
+        self,
+        collection_id: str,
+        threshold: float | None,
+        *,
+        actor: str,
+        reason: str,
+        source: dict[str, Any] | None = None,
+    ) -> Collection:
+        actor, reason = check_text(actor, "the actor"), check_text(reason, "a reason")
+        if threshold is not None:
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 100:
+                raise InvalidArgumentError("a threshold is a score from 0 to 100")
+            threshold = float(threshold)
+        with self._write() as conn:
+            before = self._collection_row(conn, collection_id)["threshold"]
+            conn.execute(
+                "UPDATE collections SET threshold = ?, threshold_source = ? WHERE id = ?",
+                (threshold, json.dumps(source, sort_keys=True) if source and threshold is not None else None, collection_id),
+            )
+            self._audit(
+                AuditAction.COLLECTION_UPDATE,
+                actor,
+                collection_id,
+                None,
+                {"threshold": threshold, "previous_threshold": before, "reason": reason, "source": source},
+            )
+            return self._collection(conn, self._collection_row(conn, collection_id))
 
     # ------------------------------------------------------------------ persons and consent
 
@@ -605,8 +678,12 @@ class SQLiteStore(Store):
         return state.index, len(state.index)
 
     def search_threshold(self, collection_id: str) -> float:
-        """The default threshold for searching this collection: FPIR <= 1 % at its current size."""
-        return search_threshold(self.table, self.get_collection(collection_id).face_count)
+        """The threshold a search of this collection uses when the caller gives none: the one set for
+        it (regard audit --apply-to), else FPIR <= 1 % at its current size."""
+        collection = self.get_collection(collection_id)
+        if collection.threshold is not None:
+            return collection.threshold
+        return search_threshold(self.table, collection.face_count)
 
     def search(
         self,
@@ -628,7 +705,9 @@ class SQLiteStore(Store):
         with self._lock:
             index, size = self._synced_index(collection_id)
             if threshold is None:
-                threshold = search_threshold(self.table, size)
+                with self._read() as conn:
+                    fixed = self._collection_row(conn, collection_id)["threshold"]
+                threshold = fixed if fixed is not None else search_threshold(self.table, size)
             vectors = np.stack([np.frombuffer(_vector_bytes(q.vector), np.float32) for q in queries]) if queries else None
             found: list[list[tuple[int, float]]] = []
             if vectors is not None and len(index):
@@ -672,6 +751,78 @@ class SQLiteStore(Store):
                     },
                 )
         return results
+
+    # ------------------------------------------------------------------ service credentials
+
+    @staticmethod
+    def _api_key(row: sqlite3.Row) -> ApiKey:
+        collections = json.loads(row["collections"]) if row["collections"] is not None else None
+        return ApiKey(
+            key_id=row["key_id"],
+            name=row["name"],
+            secret_hash=row["secret_hash"],
+            roles=tuple(Role(r) for r in json.loads(row["roles"])),
+            collections=tuple(collections) if collections is not None else None,
+            default_purpose=row["default_purpose"],
+            rate_per_minute=row["rate_per_minute"],
+            created_at=_time(row["created_at"]),  # type: ignore[arg-type]
+            created_by=row["created_by"],
+            revoked_at=_time(row["revoked_at"]),
+            revoked_by=row["revoked_by"],
+        )
+
+    def create_api_key(self, key: ApiKey, *, actor: str) -> ApiKey:
+        actor = check_text(actor, "the actor")
+        check_id(key.key_id, "key id")
+        if not key.roles:
+            raise InvalidArgumentError("a key needs at least one role")
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM api_keys WHERE key_id = ?", (key.key_id,)).fetchone():
+                raise AlreadyExistsError(f"key {key.key_id!r} exists already")
+            conn.execute(
+                "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+                (
+                    key.key_id,
+                    key.name,
+                    key.secret_hash,
+                    json.dumps([Role(r).value for r in key.roles]),
+                    json.dumps(list(key.collections)) if key.collections is not None else None,
+                    key.default_purpose,
+                    key.rate_per_minute,
+                    _iso(key.created_at),
+                    actor,
+                ),
+            )
+            details = key.to_dict()
+            details.pop("created_at"), details.pop("revoked_at"), details.pop("revoked_by")
+            self._audit(AuditAction.KEY_CREATE, actor, None, None, details)
+            row = conn.execute("SELECT * FROM api_keys WHERE key_id = ?", (key.key_id,)).fetchone()
+            return self._api_key(row)
+
+    def get_api_key(self, key_id: str) -> ApiKey:
+        with self._read() as conn:
+            row = conn.execute("SELECT * FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no key {key_id!r}")
+        return self._api_key(row)
+
+    def list_api_keys(self) -> list[ApiKey]:
+        with self._read() as conn:
+            rows = conn.execute("SELECT * FROM api_keys ORDER BY created_at, key_id").fetchall()
+        return [self._api_key(r) for r in rows]
+
+    def revoke_api_key(self, key_id: str, *, actor: str, reason: str) -> ApiKey:
+        actor, reason = check_text(actor, "the actor"), check_text(reason, "a reason")
+        with self._write() as conn:
+            row = conn.execute("SELECT * FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no key {key_id!r}")
+            if row["revoked_at"] is None:
+                conn.execute(
+                    "UPDATE api_keys SET revoked_at = ?, revoked_by = ? WHERE key_id = ?", (_iso(_now()), actor, key_id)
+                )
+                self._audit(AuditAction.KEY_REVOKE, actor, None, None, {"key_id": key_id, "reason": reason})
+            return self._api_key(conn.execute("SELECT * FROM api_keys WHERE key_id = ?", (key_id,)).fetchone())
 
     # ------------------------------------------------------------------ retention
 

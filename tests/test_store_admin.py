@@ -1,0 +1,88 @@
+"""Store: collection thresholds, API key records, and upgrading a file made by the first schema."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from regard.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from regard.store import ApiKey, Role
+from regard.store.sqlite import SCHEMA_VERSION, SQLiteStore
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> SQLiteStore:
+    s = SQLiteStore(tmp_path / "r.db")
+    s.create_collection("staff", purpose="door access", actor="alice")
+    yield s
+    s.close()
+
+
+def test_threshold_set_overrides_the_size_rule_and_is_audited(store: SQLiteStore) -> None:
+    by_size = store.search_threshold("staff")
+    collection = store.set_threshold("staff", 70.5, actor="alice", reason="audit of 2026-11", source={"target_fmr": 1e-5})
+    assert collection.threshold == 70.5 and collection.threshold_source == {"target_fmr": 1e-5}
+    assert store.search_threshold("staff") == 70.5
+    entry = store.audit_entries(action="collection_update")[-1]
+    assert entry.details["threshold"] == 70.5 and entry.details["previous_threshold"] is None
+    cleared = store.set_threshold("staff", None, actor="alice", reason="back to the default")
+    assert cleared.threshold is None and store.search_threshold("staff") == by_size
+    with pytest.raises(InvalidArgumentError):
+        store.set_threshold("staff", 101, actor="alice", reason="x")
+    with pytest.raises(NotFoundError):
+        store.set_threshold("nope", 60, actor="alice", reason="x")
+    assert store.verify_audit().ok
+
+
+def _key(key_id: str = "RGKTEST1") -> ApiKey:
+    return ApiKey(
+        key_id=key_id,
+        name="front desk",
+        secret_hash="ab" * 32,
+        roles=(Role.ENROLL, Role.SEARCH),
+        collections=("staff",),
+        default_purpose="door access",
+        rate_per_minute=600,
+        created_at=datetime.now(timezone.utc),
+        created_by="alice",
+    )
+
+
+def test_api_keys_round_trip_and_revoke(store: SQLiteStore) -> None:
+    created = store.create_api_key(_key(), actor="alice")
+    assert created.roles == (Role.ENROLL, Role.SEARCH) and created.collections == ("staff",) and created.active
+    with pytest.raises(AlreadyExistsError):
+        store.create_api_key(_key(), actor="alice")
+    assert [k.key_id for k in store.list_api_keys()] == ["RGKTEST1"]
+    revoked = store.revoke_api_key("RGKTEST1", actor="bob", reason="laptop lost")
+    assert not revoked.active and revoked.revoked_by == "bob"
+    assert not store.get_api_key("RGKTEST1").active
+    with pytest.raises(NotFoundError):
+        store.get_api_key("RGKNONE")
+    actions = [e.action.value for e in store.audit_entries()]
+    assert actions[-2:] == ["key_create", "key_revoke"]
+    assert "secret_hash" not in store.audit_entries(action="key_create")[0].details
+
+
+def test_a_first_schema_file_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    store = SQLiteStore(path)
+    store.create_collection("c", purpose="p", actor="a")
+    store.close()
+    # Make the file look like the first release: no threshold columns, no key table, version 0.
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "ALTER TABLE collections DROP COLUMN threshold; ALTER TABLE collections DROP COLUMN threshold_source;"
+        "DROP TABLE api_keys; PRAGMA user_version = 0;"
+    )
+    conn.close()
+    upgraded = SQLiteStore(path)
+    assert upgraded.get_collection("c").threshold is None
+    upgraded.set_threshold("c", 66.0, actor="a", reason="r")
+    upgraded.create_api_key(_key(), actor="a")
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert upgraded.verify_audit().ok
+    upgraded.close()
