@@ -11,6 +11,10 @@ class ImageError(RegardError, ValueError):
     """The input could not be read as an image, or is outside the accepted limits."""
 
 
+class ImageTooLargeError(ImageError):
+    """The image is over a size limit (pixels or bytes); nothing was decoded past the check."""
+
+
 class ModelError(RegardError):
     """A model file is missing, does not match its recorded sha256, or could not be loaded."""
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from regard import align
 from regard.errors import InvalidArgumentError
-from regard.face import Face
+from regard.face import Face, QualityLevel
 from regard.image import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from regard.pipeline import detect
 from regard.store.base import Candidate, FaceRecord, NewFace, SearchQuery, Store, check_text
@@ -59,6 +59,7 @@ class EnrollResult:
     enrolled: list[FaceRecord] = field(default_factory=list)
     not_enrolled: list[NotEnrolled] = field(default_factory=list)
     skipped: bool = False  # the photo was enrolled in this collection already
+    image_size: tuple[int, int] | None = None  # width, height of the decoded photo
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,7 +70,7 @@ class EnrollResult:
         }
 
 
-def _decode(photo: ImageSource | np.ndarray, max_pixels: int) -> tuple[np.ndarray, str]:
+def decode_photo(photo: ImageSource | np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str]:
     """The decoded photo and its sha256 (of the encoded bytes, or of the pixels for an array)."""
     data: bytes | None = None
     if isinstance(photo, (str, Path)) and Path(photo).is_file():
@@ -118,25 +119,30 @@ def enroll(
     actor: str,
     external_image_id: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_quality: QualityLevel | None = None,
+    resume: bool = True,
 ) -> EnrollResult:
     """Enroll the largest usable face of a photo for a person (who must have a consent record).
 
     Photos already enrolled in the collection (same external image id, by default the photo's
-    sha256) are skipped, so re-running an interrupted enrollment resumes it.
+    sha256) are skipped when `resume` is on, so re-running an interrupted enrollment resumes it.
+    `min_quality` can raise the collection's quality gate for this photo, never lower it.
     """
     check_text(actor, "the actor")
     collection = store.get_collection(collection_id)
     store.get_person(collection_id, person_id)  # fail early, before any work, if unknown
-    rgb, digest = _decode(photo, max_pixels)
+    rgb, digest = decode_photo(photo, max_pixels)
+    size = (int(rgb.shape[1]), int(rgb.shape[0]))
     image_id = external_image_id or f"sha256:{digest}"
-    if store.has_image(collection_id, image_id):
-        return EnrollResult(external_image_id=image_id, skipped=True)
+    if resume and store.has_image(collection_id, image_id):
+        return EnrollResult(external_image_id=image_id, skipped=True, image_size=size)
+    gate = max(collection.min_quality.rank, min_quality.rank if min_quality is not None else 0)
     faces = detect(rgb)
     faces.sort(key=lambda f: f.box.width * f.box.height, reverse=True)
     chosen: Face | None = None
     not_enrolled: list[NotEnrolled] = []
     for face in faces:
-        reasons = rejection_reasons(face, collection.min_quality.rank)
+        reasons = rejection_reasons(face, gate)
         if chosen is not None:
             reasons = [Reason.EXCEEDS_MAX_FACES, *reasons]
         if reasons:
@@ -144,7 +150,7 @@ def enroll(
         else:
             chosen = face
     if chosen is None:
-        return EnrollResult(external_image_id=image_id, not_enrolled=not_enrolled)
+        return EnrollResult(external_image_id=image_id, not_enrolled=not_enrolled, image_size=size)
     assert chosen.embedding is not None
     new = NewFace(
         embedding=chosen.embedding,
@@ -155,7 +161,7 @@ def enroll(
         thumbnail=_thumbnail(rgb, chosen) if collection.store_thumbnails else None,
     )
     records = store.add_faces(collection_id, person_id, [new], actor=actor)
-    return EnrollResult(external_image_id=image_id, enrolled=records, not_enrolled=not_enrolled)
+    return EnrollResult(external_image_id=image_id, enrolled=records, not_enrolled=not_enrolled, image_size=size)
 
 
 @dataclass(frozen=True)
@@ -185,19 +191,36 @@ def search_photo(
     """Search a collection for the photo's largest face (or every face). Audited."""
     check_text(purpose, "a search's purpose")
     store.get_collection(collection_id)
-    rgb, digest = _decode(photo, max_pixels)
+    rgb, digest = decode_photo(photo, max_pixels)
     faces = detect(rgb)
     if not all_faces and faces:
         faces = [max(faces, key=lambda f: f.box.width * f.box.height)]
+    return search_faces(store, collection_id, faces, digest, actor=actor, purpose=purpose, k=k, threshold=threshold)
+
+
+def search_faces(
+    store: Store,
+    collection_id: str,
+    faces: list[Face],
+    photo_sha256: str,
+    *,
+    actor: str,
+    purpose: str,
+    k: int = 10,
+    threshold: float | None = None,
+    request: dict[str, Any] | None = None,
+) -> list[SearchHit]:
+    """Search a collection for faces already detected in a photo (with embeddings). Audited, with
+    the photo's sha256 and each face's box, never the photo or the vectors."""
     queries = [
         SearchQuery(
             vector=f.embedding,  # type: ignore[arg-type]
-            summary={"photo_sha256": digest, "box": f.box.to_dict(), "quality": f.quality.level.value},
+            summary={"photo_sha256": photo_sha256, "box": f.box.to_dict(), "quality": f.quality.level.value},
         )
         for f in faces
     ]
     # Audited even when the photo has no face: someone searched, with this photo, for this purpose.
-    request = {"photo_sha256": digest, "faces_found": len(faces)}
+    request = {"photo_sha256": photo_sha256, "faces_found": len(faces), **(request or {})}
     results = store.search(
         collection_id, queries, actor=actor, purpose=purpose, k=k, threshold=threshold, request=request
     )

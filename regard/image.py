@@ -40,7 +40,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from regard.errors import ImageError
+from regard.errors import ImageError, ImageTooLargeError
 
 DEFAULT_MAX_PIXELS: int = 50_000_000
 """Images with more pixels than this (width x height, before decoding) are refused."""
@@ -126,7 +126,7 @@ def load_image(
         except MemoryError:
             raise
         except Image.DecompressionBombError as error:  # e.g. a GIF frame larger than its screen
-            raise ImageError(f"{where.prefix}{_pillow_bomb_message(error, limit)}") from error
+            raise ImageTooLargeError(f"{where.prefix}{_pillow_bomb_message(error, limit)}") from error
         except Exception as error:
             raise ImageError(
                 f"{where.prefix}the {where.noun} is truncated or corrupt ({_format_name(image)})"
@@ -293,7 +293,7 @@ def _seekable(file: BinaryIO, where: _Where, limit: int) -> BinaryIO:
         chunks.append(bytes(chunk))
         size += len(chunk)
         if size > cap:
-            raise ImageError(f"{where.prefix}the stream is larger than {cap:,} bytes")
+            raise ImageTooLargeError(f"{where.prefix}the stream is larger than {cap:,} bytes")
     return io.BytesIO(b"".join(chunks))
 
 
@@ -318,7 +318,7 @@ def _open_pillow(file: BinaryIO, where: _Where, limit: int) -> Iterator[Image.Im
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(file, formats=formats)
     except Image.DecompressionBombError as error:
-        raise ImageError(f"{where.prefix}{_pillow_bomb_message(error, limit)}") from error
+        raise ImageTooLargeError(f"{where.prefix}{_pillow_bomb_message(error, limit)}") from error
     except Image.UnidentifiedImageError as error:
         raise ImageError(_unidentified_message(file, where)) from error
     except MemoryError:
@@ -431,7 +431,7 @@ def _check_size(size: tuple[int, int], limit: int, where: _Where) -> None:
         raise ImageError(f"{where.prefix}the image has no pixels ({width}x{height})")
     pixels = width * height
     if pixels > limit:
-        raise ImageError(
+        raise ImageTooLargeError(
             f"{where.prefix}the image is {width}x{height} = {pixels:,} pixels, more than the "
             f"limit of {limit:,} pixels (max_pixels); refusing to decode it"
         )
