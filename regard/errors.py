@@ -37,3 +37,14 @@ class AlreadyExistsError(RegardError):
 
 class ConsentError(RegardError):
     """The person has no valid consent record for what was asked (enrollment)."""
+
+
+class AuthError(RegardError):
+    """A service request's credentials were missing, malformed, unknown, revoked or did not verify.
+
+    `reason` is a short, fixed phrase for logs and metrics ("unknown key", "bad signature", ...); the
+    service answers every AuthError with 401/403 and never says more to the client than it must."""
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        super().__init__(message or reason)
+        self.reason = reason
