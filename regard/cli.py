@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     from regard.cli_store import add_store_commands
 
     add_store_commands(sub, common)
+    from regard.cli_keys import add_key_commands
+
+    add_key_commands(sub)
     return parser
 
 
