@@ -137,6 +137,21 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from regard.service.app import ServiceConfig
+    from regard.service.server import serve
+
+    config = ServiceConfig(
+        store_url=args.store,
+        region=args.region,
+        max_image_bytes=args.max_image_bytes,
+        max_pixels=args.max_pixels,
+        request_timeout=args.request_timeout,
+    )
+    serve(config, host=args.host, port=args.port, workers=args.workers, graceful_seconds=args.graceful_seconds)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from regard.image import DEFAULT_MAX_PIXELS
     from regard.models.detector import DEFAULT_MIN_FACE
@@ -170,6 +185,18 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the model files, their sources, licences and checks")
     models.add_argument("--json", action="store_true", help="print JSON for machines")
     models.set_defaults(func=_cmd_models)
+
+    serve = sub.add_parser("serve", help="run the HTTP service (native API and Rekognition-compatible API)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default %(default)s)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default %(default)s)")
+    serve.add_argument("--store", help="store URL (default: $REGARD_STORE or the user's SQLite file)")
+    serve.add_argument("--region", default="us-east-1", help="the region SigV4 requests are signed for (default %(default)s)")
+    serve.add_argument("--max-image-bytes", type=int, default=5 * 1024 * 1024, help="largest image accepted (default %(default)s)")
+    serve.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest image in pixels (default %(default)s)")
+    serve.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request is abandoned (default %(default)s)")
+    serve.add_argument("--graceful-seconds", type=int, default=30, help="on shutdown, time left to requests in flight (default %(default)s)")
+    serve.set_defaults(func=_cmd_serve)
 
     from regard.cli_store import add_store_commands
 

@@ -60,6 +60,7 @@ class EnrollResult:
     not_enrolled: list[NotEnrolled] = field(default_factory=list)
     skipped: bool = False  # the photo was enrolled in this collection already
     image_size: tuple[int, int] | None = None  # width, height of the decoded photo
+    enrolled_faces: list[Face] = field(default_factory=list)  # as detected, in `enrolled`'s order
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,7 +162,9 @@ def enroll(
         thumbnail=_thumbnail(rgb, chosen) if collection.store_thumbnails else None,
     )
     records = store.add_faces(collection_id, person_id, [new], actor=actor)
-    return EnrollResult(external_image_id=image_id, enrolled=records, not_enrolled=not_enrolled, image_size=size)
+    return EnrollResult(
+        external_image_id=image_id, enrolled=records, not_enrolled=not_enrolled, image_size=size, enrolled_faces=[chosen]
+    )
 
 
 @dataclass(frozen=True)

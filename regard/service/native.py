@@ -1,0 +1,457 @@
+"""The native JSON API, under /v1. Thin: it parses, checks the caller's role and scope, calls the
+library (regard.pipeline, regard.gallery, the store) and formats; semantics and errors are the
+library's and the CLI's.
+
+Photos come as multipart/form-data file fields or as base64 strings in a JSON body (same field
+names). Every call needs `Authorization: Bearer KEY_ID.SECRET`.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+
+from regard import gallery
+from regard.errors import ImageTooLargeError, InvalidArgumentError, NoFaceError, NotFoundError
+from regard.face import QualityLevel
+from regard.match import compare_embeddings
+from regard.pipeline import detect, primary_face
+from regard.service.app import ServiceState, state_of
+from regard.service.auth import Caller, authenticate_bearer
+from regard.store.base import ConsentBasis, Role, Store
+
+router = APIRouter(prefix="/v1")
+
+
+def bearer(request: Request) -> Caller:
+    return authenticate_bearer(state_of(request), request)
+
+
+# ---------------------------------------------------------------- request bodies with photos
+
+
+@dataclass
+class Upload:
+    """A request's photos (raw bytes) and its other fields."""
+
+    photos: dict[str, bytes]
+    fields: dict[str, Any]
+
+    def photo(self, name: str, required: bool = True) -> bytes | None:
+        if name in self.photos:
+            return self.photos[name]
+        if required:
+            raise InvalidArgumentError(
+                f"the request needs a photo {name!r}: a multipart file field, or base64 in a JSON field"
+            )
+        return None
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        value = self.fields.get(name, default)
+        if value is not None and not isinstance(value, str):
+            raise InvalidArgumentError(f"{name!r} must be a string")
+        return value
+
+    def number(self, name: str, kind: type, default: Any = None) -> Any:
+        value = self.fields.get(name, default)
+        if value is None or value == "":
+            return default
+        if isinstance(value, bool):
+            raise InvalidArgumentError(f"{name!r} must be a number, not true/false")
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            raise InvalidArgumentError(f"{name!r} must be a {kind.__name__}, not {value!r}") from None
+
+    def flag(self, name: str) -> bool:
+        value = self.fields.get(name, False)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "1", "yes", "false", "0", "no", ""}:
+            return value.lower() in {"true", "1", "yes"}
+        raise InvalidArgumentError(f"{name!r} must be true or false")
+
+
+async def upload(request: Request) -> Upload:
+    """Photos and fields from multipart/form-data or a JSON object (photos as base64)."""
+    limit = state_of(request).config.max_image_bytes
+    content_type = request.headers.get("content-type", "")
+    photos: dict[str, bytes] = {}
+    fields: dict[str, Any] = {}
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                photos[name] = await value.read()
+            else:
+                fields[name] = value
+    elif content_type.startswith("application/json"):
+        try:
+            body = json.loads(await request.body() or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidArgumentError(f"the body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise InvalidArgumentError("the JSON body must be an object")
+        for name, value in body.items():
+            if name in PHOTO_FIELDS and isinstance(value, str):
+                try:
+                    photos[name] = base64.b64decode(value, validate=True)
+                except (binascii.Error, ValueError):
+                    raise InvalidArgumentError(f"{name!r} is not valid base64") from None
+            else:
+                fields[name] = value
+    else:
+        raise InvalidArgumentError("send multipart/form-data (file fields) or application/json (base64 photos)")
+    for name, data in photos.items():
+        if len(data) > limit:
+            raise ImageTooLargeError(f"photo {name!r} is {len(data):,} bytes, over the limit of {limit:,} bytes")
+    return Upload(photos, fields)
+
+
+PHOTO_FIELDS = {"image", "source", "target"}
+
+
+def _photo_body(*names: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """OpenAPI description of a body with photos, in both encodings."""
+    file_props = {n: {"type": "string", "format": "binary"} for n in names}
+    b64_props = {n: {"type": "string", "format": "byte", "description": "base64"} for n in names}
+    extra = fields or {}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": {"type": "object", "properties": {**file_props, **extra}, "required": list(names)}},
+                "application/json": {"schema": {"type": "object", "properties": {**b64_props, **extra}, "required": list(names)}},
+            },
+        }
+    }
+
+
+def _decode(state: ServiceState, data: bytes) -> tuple[Any, str]:
+    return gallery.decode_photo(data, state.config.max_pixels)
+
+
+# ---------------------------------------------------------------- detect and compare
+
+
+@router.post("/detect", tags=["faces"], openapi_extra=_photo_body("image"))
+def detect_faces(request: Request, body: Upload = Depends(upload), caller: Caller = Depends(bearer)) -> dict[str, Any]:
+    """Every face in a photo: box (pixels), landmarks, quality. Nothing is stored or searched."""
+    caller.require(Role.DETECT)
+    state = state_of(request)
+    rgb, _ = _decode(state, body.photo("image"))  # type: ignore[arg-type]
+    faces = detect(rgb, embed=False)
+    return {"width": rgb.shape[1], "height": rgb.shape[0], "faces": [f.to_dict() for f in faces]}
+
+
+@router.post(
+    "/compare",
+    tags=["faces"],
+    openapi_extra=_photo_body("source", "target", fields={"threshold": {"type": "number"}, "fmr": {"type": "number"}}),
+)
+def compare_faces(request: Request, body: Upload = Depends(upload), caller: Caller = Depends(bearer)) -> dict[str, Any]:
+    """Compare the main faces of two photos: score 0-100, the threshold used and its false-match rate."""
+    caller.require(Role.DETECT)
+    state = state_of(request)
+    vectors = []
+    for name in ("source", "target"):
+        rgb, _ = _decode(state, body.photo(name))  # type: ignore[arg-type]
+        face = primary_face(detect(rgb), rgb.shape[1], rgb.shape[0])
+        if face is None:
+            raise NoFaceError(f"no face found in the {name} photo")
+        vectors.append(face.embedding)
+    result = compare_embeddings(vectors[0], vectors[1], threshold=body.number("threshold", float), fmr=body.number("fmr", float))
+    return result.to_dict()
+
+
+# ---------------------------------------------------------------- collections
+
+
+class NewCollection(BaseModel):
+    id: str
+    purpose: str = Field(description="what the collection is for; recorded with every search")
+    retention_days: int | None = None
+    min_quality: QualityLevel = QualityLevel.MEDIUM
+    store_thumbnails: bool = False
+
+
+class ThresholdChange(BaseModel):
+    threshold: float | None = Field(description="a score 0-100, or null for the size-based default")
+    reason: str
+
+
+def _collection_dict(store: Store, collection_id: str) -> dict[str, Any]:
+    out = store.get_collection(collection_id).to_dict()
+    out["search_threshold"] = store.search_threshold(collection_id)
+    return out
+
+
+@router.get("/collections", tags=["collections"])
+def list_collections(request: Request, caller: Caller = Depends(bearer)) -> dict[str, Any]:
+    """The collections this key may see."""
+    store = state_of(request).store
+    return {"collections": [c.to_dict() for c in store.list_collections() if caller.may_see(c.id)]}
+
+
+@router.post("/collections", tags=["collections"], status_code=201)
+def create_collection(request: Request, new: NewCollection, caller: Caller = Depends(bearer)) -> dict[str, Any]:
+    caller.require(Role.ADMIN, new.id)
+    store = state_of(request).store
+    store.create_collection(
+        new.id,
+        purpose=new.purpose,
+        actor=caller.actor,
+        retention_days=new.retention_days,
+        min_quality=new.min_quality,
+        store_thumbnails=new.store_thumbnails,
+    )
+    return _collection_dict(store, new.id)
+
+
+def _visible(caller: Caller, collection_id: str) -> None:
+    """A key scoped to other collections learns nothing about this one, not even that it exists."""
+    if not caller.may_see(collection_id):
+        raise NotFoundError(f"no collection {collection_id!r}")
+
+
+@router.get("/collections/{collection_id}", tags=["collections"])
+def describe_collection(request: Request, collection_id: str, caller: Caller = Depends(bearer)) -> dict[str, Any]:
+    _visible(caller, collection_id)
+    return _collection_dict(state_of(request).store, collection_id)
+
+
+@router.delete("/collections/{collection_id}", tags=["collections"])
+def delete_collection(
+    request: Request, collection_id: str, reason: str = Query(...), caller: Caller = Depends(bearer)
+) -> dict[str, Any]:
+    """Delete a collection and erase every face in it."""
+    caller.require(Role.ADMIN, collection_id)
+    erased = state_of(request).store.delete_collection(collection_id, actor=caller.actor, reason=reason)
+    return {"deleted": collection_id, "faces_erased": erased}
+
+
+@router.put("/collections/{collection_id}/threshold", tags=["collections"])
+def set_threshold(
+    request: Request, collection_id: str, change: ThresholdChange, caller: Caller = Depends(bearer)
+) -> dict[str, Any]:
+    caller.require(Role.ADMIN, collection_id)
+    store = state_of(request).store
+    store.set_threshold(collection_id, change.threshold, actor=caller.actor, reason=change.reason, source={"via": "api"})
+    return _collection_dict(store, collection_id)
+
+
+# ---------------------------------------------------------------- persons and consent
+
+
+class NewPerson(BaseModel):
+    id: str
+    display_name: str | None = None
+
+
+class ConsentRecord(BaseModel):
+    basis: ConsentBasis = ConsentBasis.CONSENT
+    expires_at: datetime | None = Field(default=None, description="ISO 8601 with a time zone")
+    reference: str | None = Field(default=None, description="e.g. the id of the signed release")
+
+
+@router.get("/collections/{collection_id}/persons", tags=["persons"])
+def list_persons(request: Request, collection_id: str, caller: Caller = Depends(bearer)) -> dict[str, Any]:
+    caller.require(Role.ENROLL, collection_id)
+    return {"persons": [p.to_dict() for p in state_of(request).store.list_persons(collection_id)]}
+
+
+@router.post("/collections/{collection_id}/persons", tags=["persons"], status_code=201)
+def add_person(request: Request, collection_id: str, new: NewPerson, caller: Caller = Depends(bearer)) -> dict[str, Any]:
+    caller.require(Role.ENROLL, collection_id)
+    person = state_of(request).store.add_person(collection_id, new.id, actor=caller.actor, display_name=new.display_name)
+    return person.to_dict()
+
+
+@router.get("/collections/{collection_id}/persons/{person_id}", tags=["persons"])
+def get_person(request: Request, collection_id: str, person_id: str, caller: Caller = Depends(bearer)) -> dict[str, Any]:
+    caller.require(Role.ENROLL, collection_id)
+    return state_of(request).store.get_person(collection_id, person_id).to_dict()
+
+
+@router.delete("/collections/{collection_id}/persons/{person_id}", tags=["persons"])
+def forget_person(
+    request: Request, collection_id: str, person_id: str, reason: str = Query(...), caller: Caller = Depends(bearer)
+) -> dict[str, Any]:
+    """Forget a person: faces, vectors, thumbnails, consent and the person record are erased."""
+    caller.require(Role.ENROLL, collection_id)
+    erased = state_of(request).store.forget_person(collection_id, person_id, actor=caller.actor, reason=reason)
+    return {"forgotten": person_id, "faces_erased": erased}
+
+
+@router.put("/collections/{collection_id}/persons/{person_id}/consent", tags=["persons"])
+def record_consent(
+    request: Request, collection_id: str, person_id: str, consent: ConsentRecord, caller: Caller = Depends(bearer)
+) -> dict[str, Any]:
+    caller.require(Role.ENROLL, collection_id)
+    record = state_of(request).store.record_consent(
+        collection_id,
+        person_id,
+        basis=consent.basis,
+        actor=caller.actor,
+        expires_at=consent.expires_at,
+        reference=consent.reference,
+    )
+    return record.to_dict()
+
+
+@router.delete("/collections/{collection_id}/persons/{person_id}/consent", tags=["persons"])
+def revoke_consent(
+    request: Request, collection_id: str, person_id: str, reason: str = Query(...), caller: Caller = Depends(bearer)
+) -> dict[str, Any]:
+    """Withdraw consent: every face enrolled under it is erased."""
+    caller.require(Role.ENROLL, collection_id)
+    erased = state_of(request).store.revoke_consent(collection_id, person_id, actor=caller.actor, reason=reason)
+    return {"revoked": person_id, "faces_erased": erased}
+
+
+# ---------------------------------------------------------------- faces
+
+
+@router.post(
+    "/collections/{collection_id}/persons/{person_id}/faces",
+    tags=["faces"],
+    status_code=201,
+    openapi_extra=_photo_body("image", fields={"external_image_id": {"type": "string"}}),
+)
+def enroll_face(
+    request: Request,
+    collection_id: str,
+    person_id: str,
+    body: Upload = Depends(upload),
+    caller: Caller = Depends(bearer),
+) -> dict[str, Any]:
+    """Enroll the largest usable face of a photo for a person with a valid consent record."""
+    caller.require(Role.ENROLL, collection_id)
+    state = state_of(request)
+    result = gallery.enroll(
+        state.store,
+        collection_id,
+        body.photo("image"),  # type: ignore[arg-type]
+        person_id=person_id,
+        actor=caller.actor,
+        external_image_id=body.text("external_image_id"),
+        max_pixels=state.config.max_pixels,
+    )
+    return result.to_dict()
+
+
+@router.get("/collections/{collection_id}/faces", tags=["faces"])
+def list_faces(
+    request: Request, collection_id: str, person_id: str | None = None, caller: Caller = Depends(bearer)
+) -> dict[str, Any]:
+    caller.require(Role.ENROLL, collection_id)
+    return {"faces": [f.to_dict() for f in state_of(request).store.list_faces(collection_id, person_id)]}
+
+
+@router.delete("/collections/{collection_id}/faces/{face_id}", tags=["faces"])
+def delete_face(
+    request: Request, collection_id: str, face_id: str, reason: str = Query(...), caller: Caller = Depends(bearer)
+) -> dict[str, Any]:
+    caller.require(Role.ENROLL, collection_id)
+    state_of(request).store.delete_face(collection_id, face_id, actor=caller.actor, reason=reason)
+    return {"deleted": face_id}
+
+
+# ---------------------------------------------------------------- search
+
+
+@router.post(
+    "/collections/{collection_id}/search",
+    tags=["search"],
+    openapi_extra=_photo_body(
+        "image",
+        fields={
+            "purpose": {"type": "string", "description": "why this search is made (required, audit-logged)"},
+            "k": {"type": "integer", "default": 10},
+            "threshold": {"type": "number"},
+            "all_faces": {"type": "boolean", "default": False},
+        },
+    ),
+)
+def search(
+    request: Request, collection_id: str, body: Upload = Depends(upload), caller: Caller = Depends(bearer)
+) -> dict[str, Any]:
+    """Search a collection for the photo's largest face (or every face with all_faces), or for an
+    enrolled face (`face_id` instead of a photo). `purpose` is required; the search is audit-logged."""
+    caller.require(Role.SEARCH, collection_id)
+    state = state_of(request)
+    purpose = body.text("purpose")
+    if not purpose or not purpose.strip():
+        raise InvalidArgumentError("a search needs a 'purpose': why it is made (it is written to the audit log)")
+    k = body.number("k", int, 10)
+    threshold = body.number("threshold", float)
+    if threshold is None:
+        threshold = state.store.search_threshold(collection_id)
+    face_id = body.text("face_id")
+    store = state.store
+    if face_id is not None:
+        candidates = gallery.search_face(
+            store, collection_id, face_id, actor=caller.actor, purpose=purpose, k=k, threshold=threshold
+        )
+        hits = [{"face_id": face_id, "candidates": [c.to_dict() for c in candidates]}]
+    else:
+        hits = [
+            h.to_dict()
+            for h in gallery.search_photo(
+                store,
+                collection_id,
+                body.photo("image"),  # type: ignore[arg-type]
+                actor=caller.actor,
+                purpose=purpose,
+                all_faces=body.flag("all_faces"),
+                k=k,
+                threshold=threshold,
+                max_pixels=state.config.max_pixels,
+            )
+        ]
+    return {
+        "collection": collection_id,
+        "threshold": threshold,
+        "threshold_fmr": store.table.fmr_estimate(threshold) if hasattr(store, "table") else None,
+        "note": "candidates for a person to review, not identifications",
+        "faces": hits,
+    }
+
+
+# ---------------------------------------------------------------- audit log
+
+
+@router.get("/audit", tags=["audit"])
+def audit_log(
+    request: Request,
+    collection: str | None = None,
+    action: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = Query(1000, ge=1, le=100_000),
+    caller: Caller = Depends(bearer),
+) -> dict[str, Any]:
+    """Audit entries, oldest first (admin keys)."""
+    caller.require(Role.ADMIN, collection)
+    entries = state_of(request).store.audit_entries(
+        collection=collection, action=action, actor=actor, since=since, until=until, limit=limit
+    )
+    return {"entries": [e.to_dict() for e in entries]}
+
+
+@router.get("/audit/verify", tags=["audit"])
+def audit_verify(request: Request, caller: Caller = Depends(bearer)) -> dict[str, Any]:
+    """Check the audit log's hash chain from the first entry to the head."""
+    caller.require(Role.ADMIN)
+    report = state_of(request).store.verify_audit()
+    return dataclasses.asdict(report)
