@@ -124,6 +124,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
             row["status"] = str(exc)
             status = EXIT_BAD_INPUT
         rows.append(row)
+    if args.card:
+        from regard.audit.card import model_cards
+
+        print(model_cards(rows, as_json=args.json))
+        return status
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -184,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the model files, their sources, licences and checks")
     models.add_argument("--json", action="store_true", help="print JSON for machines")
+    models.add_argument("--card", action="store_true", help="print each model's card, with the calibration it ships with")
     models.set_defaults(func=_cmd_models)
 
     serve = sub.add_parser("serve", help="run the HTTP service (native API and Rekognition-compatible API)")
@@ -201,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     from regard.cli_store import add_store_commands
 
     add_store_commands(sub, common)
+    from regard.cli_audit import add_audit_command
+
+    add_audit_command(sub)
     from regard.cli_keys import add_key_commands
 
     add_key_commands(sub)
