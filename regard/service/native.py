@@ -87,7 +87,7 @@ async def upload(request: Request) -> Upload:
     content_type = request.headers.get("content-type", "")
     photos: dict[str, bytes] = {}
     fields: dict[str, Any] = {}
-    if content_type.startswith("multipart/form-data"):
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await request.form()
         for name, value in form.multi_items():
             if isinstance(value, UploadFile):
@@ -144,7 +144,7 @@ def _decode(state: ServiceState, data: bytes) -> tuple[Any, str]:
 
 
 @router.post("/detect", tags=["faces"], openapi_extra=_photo_body("image"))
-def detect_faces(request: Request, body: Upload = Depends(upload), caller: Caller = Depends(bearer)) -> dict[str, Any]:
+def detect_faces(request: Request, caller: Caller = Depends(bearer), body: Upload = Depends(upload)) -> dict[str, Any]:
     """Every face in a photo: box (pixels), landmarks, quality. Nothing is stored or searched."""
     caller.require(Role.DETECT)
     state = state_of(request)
@@ -158,7 +158,7 @@ def detect_faces(request: Request, body: Upload = Depends(upload), caller: Calle
     tags=["faces"],
     openapi_extra=_photo_body("source", "target", fields={"threshold": {"type": "number"}, "fmr": {"type": "number"}}),
 )
-def compare_faces(request: Request, body: Upload = Depends(upload), caller: Caller = Depends(bearer)) -> dict[str, Any]:
+def compare_faces(request: Request, caller: Caller = Depends(bearer), body: Upload = Depends(upload)) -> dict[str, Any]:
     """Compare the main faces of two photos: score 0-100, the threshold used and its false-match rate."""
     caller.require(Role.DETECT)
     state = state_of(request)
@@ -331,8 +331,8 @@ def enroll_face(
     request: Request,
     collection_id: str,
     person_id: str,
-    body: Upload = Depends(upload),
     caller: Caller = Depends(bearer),
+    body: Upload = Depends(upload),
 ) -> dict[str, Any]:
     """Enroll the largest usable face of a photo for a person with a valid consent record."""
     caller.require(Role.ENROLL, collection_id)
@@ -383,7 +383,7 @@ def delete_face(
     ),
 )
 def search(
-    request: Request, collection_id: str, body: Upload = Depends(upload), caller: Caller = Depends(bearer)
+    request: Request, collection_id: str, caller: Caller = Depends(bearer), body: Upload = Depends(upload)
 ) -> dict[str, Any]:
     """Search a collection for the photo's largest face (or every face with all_faces), or for an
     enrolled face (`face_id` instead of a photo). `purpose` is required; the search is audit-logged."""
@@ -446,7 +446,7 @@ def audit_log(
     entries = state_of(request).store.audit_entries(
         collection=collection, action=action, actor=actor, since=since, until=until, limit=limit
     )
-    return {"entries": [e.to_dict() for e in entries]}
+    return {"entries": [e.as_dict() for e in entries]}
 
 
 @router.get("/audit/verify", tags=["audit"])
