@@ -152,6 +152,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_image_bytes=args.max_image_bytes,
         max_pixels=args.max_pixels,
         request_timeout=args.request_timeout,
+        master_key_file=Path(args.master_key) if args.master_key else None,
     )
     serve(config, host=args.host, port=args.port, workers=args.workers, graceful_seconds=args.graceful_seconds)
     return EXIT_OK
@@ -197,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="port (default %(default)s)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default %(default)s)")
     serve.add_argument("--store", help="store URL (default: $REGARD_STORE or the user's SQLite file)")
+    serve.add_argument(
+        "--master-key", metavar="PATH", help="the master key file keys are derived from (default: $REGARD_MASTER_KEY_FILE or next to the default store)"
+    )
     serve.add_argument("--region", default="us-east-1", help="the region SigV4 requests are signed for (default %(default)s)")
     serve.add_argument("--max-image-bytes", type=int, default=5 * 1024 * 1024, help="largest image accepted (default %(default)s)")
     serve.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest image in pixels (default %(default)s)")
