@@ -15,6 +15,15 @@ from regard.pipeline import compare, detect, embed, primary_face
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """`regard.redact_image` and `regard.redact_video`, imported on first use (they load PyAV)."""
+    if name in ("redact_image", "redact_video"):
+        from regard import redact
+
+        return getattr(redact, name)
+    raise AttributeError(f"module 'regard' has no attribute {name!r}")
+
 __all__ = [
     "Box",
     "Comparison",
@@ -29,4 +38,6 @@ __all__ = [
     "detect",
     "embed",
     "primary_face",
+    "redact_image",
+    "redact_video",
 ]

@@ -217,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     from regard.cli_keys import add_key_commands
 
     add_key_commands(sub)
+    from regard.cli_redact import add_redact_command
+
+    add_redact_command(sub, common)
     return parser
 
 
