@@ -96,10 +96,23 @@ def _apply(args: argparse.Namespace, audit: Any) -> dict[str, Any]:
     from regard.audit.report import one_to_n_note
     from regard.store import open_store
 
+    from regard.errors import RegardError
+
     table = audit.table
     target = float(args.target_fmr)
-    measured = target * table.impostor_pairs >= 20
-    threshold = table.threshold_for_estimate(target)
+    false_matches = target * table.impostor_pairs
+    try:
+        threshold = table.threshold_for_estimate(target)
+        basis = "measured" if false_matches >= 20 else "extrapolated"
+    except RegardError:  # too few false matches to fit the tail
+        if false_matches < 1:
+            raise RegardError(
+                f"an FMR of {target:g} cannot be set from this audit: its {table.impostor_pairs:,} different-person "
+                f"pairs measure FMRs down to {1 / table.impostor_pairs:.1g} and have too few false matches to "
+                "extrapolate; audit more photos"
+            ) from None
+        threshold = table.threshold_for(target)
+        basis = "measured from few false matches"
     store = open_store(args.store)
     before = store.get_collection(args.apply_to)
     reason = args.reason or f"regard audit: 1:1 FMR {target:g} on {audit.report['data']['name']}"
@@ -113,7 +126,7 @@ def _apply(args: argparse.Namespace, audit: Any) -> dict[str, Any]:
             "data": audit.report["data"]["name"],
             "table": table.source,
             "target_fmr": target,
-            "measured": measured,
+            "basis": basis,
             "genuine_pairs": table.genuine_pairs,
             "impostor_pairs": table.impostor_pairs,
             "fnmr": table.fnmr_at(threshold),
@@ -125,7 +138,7 @@ def _apply(args: argparse.Namespace, audit: Any) -> dict[str, Any]:
         "collection_faces": before.face_count,
         "target_fmr": target,
         "threshold": threshold,
-        "measured": measured,
+        "basis": basis,
         "actor": args.actor,
         "reason": reason,
         "one_to_n": one_to_n_note(table, threshold, sizes=tuple(sorted({10, 100, 1_000, 10_000, 100_000, max(1, before.face_count)}))),

@@ -540,10 +540,17 @@ def findings(report: dict[str, Any]) -> list[str]:
 def one_to_n_note(table: ThresholdTable, threshold: float, sizes: tuple[int, ...] = (10, 100, 1_000, 10_000, 100_000)) -> dict[str, Any]:
     """What a fixed 1:1 threshold means in collections of several sizes: a search for someone not
     enrolled meets N faces, so its chance of any false candidate (FPIR) is about 1 - (1 - FMR)^N."""
-    fmr = table.fmr_estimate(threshold)
+    try:
+        fmr = table.fmr_estimate(threshold)
+    except RegardError:  # too few false matches to model the tail: the measured value
+        fmr = table.fmr_at(threshold)
     rows = []
     for n in sizes:
-        rows.append({"faces": n, "fpir": 1 - (1 - fmr) ** n, "default_threshold": search_threshold(table, n)})
+        try:
+            default: float | None = search_threshold(table, n)
+        except RegardError:
+            default = None
+        rows.append({"faces": n, "fpir": 1 - (1 - fmr) ** n, "default_threshold": default})
     return {
         "threshold": threshold,
         "fmr": fmr,
@@ -797,13 +804,13 @@ def render_html(report: dict[str, Any], pictures: dict[str, bytes]) -> str:
         parts.append(
             f"<p>Collection <strong>{_e(applied['collection'])}</strong> ({applied['collection_faces']:,} faces): threshold "
             f"{applied['threshold']:.1f} for a 1:1 FMR of {applied['target_fmr']:g} "
-            f"({'measured' if applied['measured'] else 'extrapolated beyond the measured range'}), set by "
+            f"({_e(applied['basis'])}), set by "
             f"{_e(applied['actor'])} and written to the audit log.</p>"
         )
         note = applied["one_to_n"]
         parts.append(f"<p>{_e(note['text'])}</p><table><tr><th>faces N</th><th>chance of a false candidate (FPIR)</th><th>default threshold for N</th></tr>")
         for r in note["rows"]:
-            parts.append(f"<tr><td>{r['faces']:,}</td><td>{r['fpir']:.2g}</td><td>{r['default_threshold']:.1f}</td></tr>")
+            parts.append(f"<tr><td>{r['faces']:,}</td><td>{r['fpir']:.2g}</td><td>{_fmt(r['default_threshold'], '.1f')}</td></tr>")
         parts.append("</table>")
 
     parts.append("<h2>Notes</h2>")
@@ -996,7 +1003,7 @@ SCHEMA: dict[str, Any] = {
                     "collection_faces": _COUNT,
                     "target_fmr": _RATE,
                     "threshold": _n(False, 0, 100),
-                    "measured": {"type": "boolean"},
+                    "basis": {"type": "string", "enum": ["measured", "measured from few false matches", "extrapolated"]},
                     "actor": _STR,
                     "reason": _STR,
                     "one_to_n": _obj(
@@ -1004,7 +1011,7 @@ SCHEMA: dict[str, Any] = {
                             "threshold": _n(False, 0, 100),
                             "fmr": _RATE,
                             "text": _STR,
-                            "rows": {"type": "array", "items": _obj({"faces": _COUNT, "fpir": _RATE, "default_threshold": _n(False, 0, 100)})},
+                            "rows": {"type": "array", "items": _obj({"faces": _COUNT, "fpir": _RATE, "default_threshold": _n(True, 0, 100)})},
                         }
                     ),
                 },
