@@ -1,9 +1,11 @@
-"""Collections, consent, enrollment, search, erasure and retention on a real SQLite file."""
+"""Collections, consent, enrollment, search, erasure and retention, on both backends: a real SQLite
+file and a real PostgreSQL database (tests/conftest.py starts the server)."""
 
 from __future__ import annotations
 
 import sqlite3
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +20,8 @@ ACTOR = "test-operator"
 
 
 @pytest.fixture()
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path / 'regard.db'}")
+def store(store_url):
+    s = open_store(store_url)
     yield s
     s.close()
 
@@ -134,22 +136,40 @@ def test_threshold_grows_with_the_collection(store):
     assert search_threshold(default_table(), 100_000) > store.search_threshold("demo")
 
 
-def test_forget_leaves_no_vector_bytes_in_the_file(store, tmp_path):
+def _stored_bytes(store, request) -> bytes:
+    """Every byte the backend keeps on disk for the store: SQLite's file and its WAL; PostgreSQL's
+    files of the faces table and its indexes, after a checkpoint has written them out."""
+    if store.__class__.__name__ == "SQLiteStore":
+        db = store.path
+        wal = db.with_name(db.name + "-wal")
+        return db.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    server = request.getfixturevalue("postgres_server")
+    import psycopg
+
+    with psycopg.connect(store.url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+        paths = conn.execute(
+            "SELECT pg_relation_filepath(c.oid) FROM pg_class c WHERE c.oid = 'faces'::regclass "
+            "OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'faces'::regclass)"
+        ).fetchall()
+    data = b""
+    for (relative,) in paths:
+        for part in sorted((server.data / relative).parent.glob(Path(relative).name + "*")):
+            data += part.read_bytes()
+    return data
+
+
+def test_forget_leaves_no_vector_bytes_in_the_file(store, request):
     _gallery(store)
     face = store.list_faces("demo", "amber")[0]
     vector = store.face_vector("demo", face.face_id)
     needle = vector.astype(np.float32).tobytes()
-    db = tmp_path / "regard.db"
-
-    def file_bytes() -> bytes:
-        data = db.read_bytes()
-        wal = db.with_name(db.name + "-wal")
-        return data + (wal.read_bytes() if wal.exists() else b"")
-
-    assert needle in file_bytes() or needle[:64] in file_bytes()
+    assert needle in _stored_bytes(store, request) or needle[:64] in _stored_bytes(store, request)
     erased = store.forget_person("demo", "amber", actor="dpo", reason="erasure request #7")
     assert erased == 1
-    contents = file_bytes()
+    if hasattr(store, "purge_erased"):  # PostgreSQL: dead rows stay in the pages until VACUUM rewrites them
+        store.purge_erased(full=True)
+    contents = _stored_bytes(store, request)
     assert needle not in contents
     # Not even a 64-byte run of the vector (16 of its 128 numbers) survives anywhere.
     for start in range(0, len(needle) - 64, 64):
@@ -195,10 +215,10 @@ def test_sweep_erases_expired_consent_and_retention(store):
     assert store.audit_entries(action="sweep")[0].actor == "cron"
 
 
-def test_index_follows_changes_made_by_another_connection(store, tmp_path):
+def test_index_follows_changes_made_by_another_connection(store, store_url):
     _gallery(store)
     probe = regard.embed(lfw("Akhmed_Zakayev", 3))
-    other = open_store(f"sqlite:///{tmp_path / 'regard.db'}")
+    other = open_store(store_url)
     try:
         from regard.store import SearchQuery
 
@@ -210,15 +230,24 @@ def test_index_follows_changes_made_by_another_connection(store, tmp_path):
         other.close()
 
 
-def test_audit_log_catches_tampering_through_the_store(store, tmp_path):
+def test_audit_log_catches_tampering_through_the_store(store, store_url):
     _gallery(store)
     search_photo(store, "demo", lfw("Akhmed_Zakayev", 3), actor="analyst", purpose="case 9")
-    raw = sqlite3.connect(tmp_path / "regard.db")
-    seq = raw.execute("SELECT seq FROM audit_log WHERE action = 'search'").fetchone()[0]
-    # Someone with write access to the file: the append-only triggers are dropped first.
-    raw.execute("DROP TRIGGER audit_log_no_update")
-    raw.execute("UPDATE audit_log SET purpose = 'nothing to see' WHERE seq = ?", (seq,))
-    raw.commit()
-    raw.close()
+    seq = store.audit_entries(action="search")[0].seq
+    # Someone with write access to the database: the append-only triggers are dropped first.
+    if store_url.startswith("sqlite"):
+        raw = sqlite3.connect(store_url[len("sqlite:///") :])
+        raw.execute("DROP TRIGGER audit_log_no_update")
+        raw.execute("UPDATE audit_log SET purpose = 'nothing to see' WHERE seq = ?", (seq,))
+        raw.commit()
+        raw.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(store_url, autocommit=True) as raw:
+            with pytest.raises(psycopg.Error, match="append-only"):
+                raw.execute("UPDATE audit_log SET purpose = 'nothing to see' WHERE seq = %s", (seq,))
+            raw.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update")
+            raw.execute("UPDATE audit_log SET purpose = 'nothing to see' WHERE seq = %s", (seq,))
     report = store.verify_audit()
     assert not report.ok and any(str(seq) in p for p in report.problems)

@@ -3,7 +3,9 @@
     store = open_store()                              # $REGARD_STORE, else the user's data folder
     store = open_store("sqlite:///srv/regard.db")     # the embedded default backend
 
-One interface (`Store`), several backends: SQLite now; PostgreSQL + pgvector for servers.
+    store = open_store("postgresql://regard@db/regard")  # PostgreSQL + pgvector, for servers
+
+One interface (`Store`), two backends with the same behaviour: SQLite embedded, PostgreSQL for servers.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ def default_store_url() -> str:
 
 
 def open_store(url: str | None = None) -> Store:
-    """Open (creating if needed) the store at a URL: `sqlite:///relative/or//absolute/path.db`."""
+    """Open (creating if needed) the store at a URL: `sqlite:///relative/or//absolute/path.db`, or
+    `postgresql://user:password@host:port/database` (schema migrations are applied on open)."""
     url = url or default_store_url()
     if url.startswith("sqlite:///"):
         from regard.store.sqlite import SQLiteStore
@@ -64,5 +67,16 @@ def open_store(url: str | None = None) -> Store:
         if not path:
             raise InvalidArgumentError("a sqlite store URL needs a file path: sqlite:///path/regard.db")
         return SQLiteStore(Path(path))
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from regard.store.postgres import PostgresStore
+        except ImportError as exc:
+            raise InvalidArgumentError(
+                f"a postgresql store needs the postgres extra: pip install 'regard[postgres]' ({exc})"
+            ) from None
+        return PostgresStore(url)
     scheme = url.split(":", 1)[0]
-    raise InvalidArgumentError(f"unknown store {url!r}: use sqlite:///path/regard.db (scheme {scheme!r} is not supported)")
+    raise InvalidArgumentError(
+        f"unknown store {url!r}: use sqlite:///path/regard.db or postgresql://user@host/db "
+        f"(scheme {scheme!r} is not supported)"
+    )

@@ -1,0 +1,194 @@
+"""The hash-chained audit log in PostgreSQL: the same entries, hashes and checks as `regard.audit.log`.
+
+Only the SQL differs; hashing, canonical JSON, validation and chain checking are `log.py`'s own
+(`make_entry`, `ChainChecker`), so a log copied verbatim between backends verifies on either.
+
+Serialising appends. Several Regard processes, on several machines, may write one database. Each
+append reads the head row with `SELECT ... FOR UPDATE`, which makes every other appender wait until
+the transaction holding it commits or rolls back; so entries get consecutive seqs and each links to
+the one committed before it (a linear chain). The PostgreSQL store takes that same lock at the start
+of each write transaction (`lock_head`), which also serialises its writers as SQLite's
+`BEGIN IMMEDIATE` does. The head row exists from the schema's creation on (seq 0, the genesis hash),
+so there is always a row to lock, even before the first entry.
+
+The tables, indexes and append-only triggers are created by the store's versioned migrations
+(regard/store/migrations/postgres/). `details` is TEXT, not JSONB: JSONB would rewrite the text and
+the hash is over the canonical text.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import psycopg
+from psycopg.rows import tuple_row
+
+from regard.audit.log import (
+    AuditAction,
+    AuditEntry,
+    AuditError,
+    ChainChecker,
+    VerifyReport,
+    canonical_json,
+    format_time,
+    make_entry,
+)
+
+__all__ = ["append", "entries", "head", "lock_head", "verify"]
+
+COLUMNS = "seq, time, actor, action, collection, purpose, details, prev_hash, hash"
+
+
+def _execute(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> psycopg.Cursor[tuple[Any, ...]]:
+    """Run a statement with rows as tuples, whatever the connection's own row factory."""
+    return conn.cursor(row_factory=tuple_row).execute(sql, params)  # type: ignore[arg-type]
+
+
+def lock_head(conn: psycopg.Connection[Any]) -> tuple[int, str]:
+    """Lock the head row for the rest of the caller's transaction and return its (seq, hash).
+
+    Every other writer waits here until this transaction ends: this is what keeps the chain linear.
+    """
+    row = _execute(conn, "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE").fetchone()
+    if row is None:
+        raise AuditError("audit_head has no row: the schema is damaged; refusing to append until an operator has run verify")
+    return int(row[0]), str(row[1])
+
+
+def head(conn: psycopg.Connection[Any]) -> tuple[int, str] | None:
+    """The (seq, hash) the head row records, without locking; None if it has no row."""
+    row = _execute(conn, "SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+def append(
+    conn: psycopg.Connection[Any],
+    *,
+    action: AuditAction,
+    actor: str,
+    collection: str | None,
+    purpose: str | None,
+    details: dict[str, Any],
+    now: datetime | None = None,
+) -> AuditEntry:
+    """Append one entry inside the caller's open transaction and return it (see log.append)."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+        raise AuditError("audit append needs the caller's transaction to be open")
+    prev_seq, prev_hash = lock_head(conn)
+    tail = _execute(conn, "SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    if tail is not None and int(tail[0]) > prev_seq:
+        raise AuditError(
+            f"the log holds entries up to seq {tail[0]} past audit_head (seq {prev_seq}); "
+            "refusing to append until an operator has run verify"
+        )
+    entry = make_entry(
+        prev_seq=prev_seq,
+        prev_hash=prev_hash,
+        time=format_time(now if now is not None else datetime.now(timezone.utc)),
+        action=action,
+        actor=actor,
+        collection=collection,
+        purpose=purpose,
+        details=details,
+    )
+    conn.execute(
+        f"INSERT INTO audit_log ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            entry.seq,
+            entry.time,
+            entry.actor,
+            entry.action.value,
+            entry.collection,
+            entry.purpose,
+            canonical_json(entry.details),
+            entry.prev_hash,
+            entry.hash,
+        ),
+    )
+    conn.execute("UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1", (entry.seq, entry.hash))
+    return entry
+
+
+def entries(
+    conn: psycopg.Connection[Any],
+    *,
+    collection: str | None = None,
+    action: AuditAction | str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+    newest_first: bool = False,
+) -> list[AuditEntry]:
+    """Entries matching every filter given, in seq order (see log.entries)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if collection is not None:
+        where.append("collection = %s")
+        params.append(collection)
+    if action is not None:
+        try:
+            value = AuditAction(action).value
+        except ValueError:
+            raise AuditError(f"unknown audit action {action!r}") from None
+        where.append("action = %s")
+        params.append(value)
+    if actor is not None:
+        where.append("actor = %s")
+        params.append(actor)
+    if since is not None:
+        where.append("time >= %s")
+        params.append(format_time(since))
+    if until is not None:
+        where.append("time < %s")
+        params.append(format_time(until))
+    sql = f"SELECT {COLUMNS} FROM audit_log"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise AuditError(f"limit must be a non-negative integer, got {limit!r}")
+        sql += " LIMIT %s"
+        params.append(limit)
+    return [_entry(row) for row in _execute(conn, sql, params).fetchall()]
+
+
+def _entry(row: tuple[Any, ...]) -> AuditEntry:
+    seq, time, actor, action, collection, purpose, details, prev_hash, digest = row
+    return AuditEntry(
+        seq=int(seq),
+        time=time,
+        actor=actor,
+        action=AuditAction(action),
+        collection=collection,
+        purpose=purpose,
+        details=json.loads(details),
+        prev_hash=prev_hash,
+        hash=digest,
+    )
+
+
+def verify(
+    conn: psycopg.Connection[Any], *, anchor: tuple[int, str] | None = None, chunk_size: int = 1000
+) -> VerifyReport:
+    """Check the whole chain (see log.verify), streaming it through a server-side cursor inside a
+    REPEATABLE READ transaction of its own: one consistent snapshot, constant memory."""
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be at least 1")
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise AuditError("verify runs in a transaction of its own: call it with no transaction open")
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        recorded = head(conn)
+        # The schema's placeholder row (seq 0) means "nothing appended yet", as a missing row does
+        # in SQLite; a log with entries and such a head is reported as entries past the head.
+        checker = ChainChecker(recorded, anchor)
+        with conn.cursor(name="regard_audit_verify", row_factory=tuple_row) as cursor:
+            cursor.itersize = chunk_size
+            cursor.execute(f"SELECT {COLUMNS} FROM audit_log ORDER BY seq")
+            for row in cursor:
+                checker.add((int(row[0]), *row[1:]))  # type: ignore[arg-type]
+    return checker.finish()

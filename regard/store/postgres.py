@@ -1,0 +1,871 @@
+"""The server store: PostgreSQL with pgvector, shared by several Regard processes and machines.
+
+    store = open_store("postgresql://regard@db.internal/regard")     # or REGARD_STORE=postgresql://...
+
+Behaviour is the SQLite store's (regard/store/sqlite.py), operation for operation: the same
+checks, errors, audit entries and erasure. What differs is how:
+
+- Schema: versioned SQL files in regard/store/migrations/postgres/, applied in order at open, in
+  one transaction under an advisory lock (so replicas starting together do not race), and recorded
+  in `regard_schema_version`.
+- Writers: every write transaction starts by locking the audit log's head row (`SELECT ... FOR
+  UPDATE`, regard/audit/pglog.py). Writers therefore queue as they do on SQLite's write lock, the
+  audit chain stays linear whatever the number of processes, and each writer sees everything
+  committed before it (READ COMMITTED), so a consent check and the insert it guards cannot
+  interleave with a revocation.
+- Search runs in the database: vectors live in a `vector(128)` column with an HNSW index
+  (Euclidean distance, the embedder's metric). Collections smaller than EXACT_BELOW faces are
+  searched exactly (every face of the collection; at that size as fast, and never misses); larger
+  ones through the HNSW graph with `SET LOCAL hnsw.ef_search` and pgvector's iterative scan, so a
+  filter on the collection still returns k results. Distances are computed exactly either way.
+- Erasure deletes the rows in the erasing transaction: no live table holds the vector afterwards.
+  The bytes of deleted rows stay in the table's pages until VACUUM reuses them, in the write-ahead
+  log until it is recycled, and in backups: see docs/STORAGE.md and `purge_erased`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg.rows import dict_row
+
+from regard.audit import pglog
+from regard.audit.log import AuditAction, AuditEntry, VerifyReport
+from regard.errors import AlreadyExistsError, ConsentError, InvalidArgumentError, NotFoundError
+from regard.face import QualityLevel
+from regard.match import ThresholdTable, default_table, score_from_distance, search_threshold
+from regard.store.base import (
+    ApiKey,
+    Candidate,
+    Collection,
+    Consent,
+    ConsentBasis,
+    FaceRecord,
+    NewFace,
+    Person,
+    Role,
+    SearchQuery,
+    Store,
+    SweepReport,
+    check_id,
+    check_text,
+)
+from regard.store.sqlite import EMBEDDING_SIZE, MODEL_NAME
+
+EXACT_BELOW = 20_000
+"""Collections with fewer faces are searched exactly; larger ones through the HNSW index.
+Chosen with bench/search.py (2 cores): an exact scan of 20k faces in PostgreSQL costs about what an
+HNSW search of a million does, and has perfect recall."""
+
+EF_SEARCH = 200
+"""HNSW search depth (pgvector's hnsw.ef_search): recall@10 >= 0.98 at 1M faces, bench/search.py."""
+
+HNSW_INDEX = "faces_embedding_hnsw"
+HNSW_DEFINITION = (
+    f"CREATE INDEX IF NOT EXISTS {HNSW_INDEX} ON faces USING hnsw (embedding vector_l2_ops) "
+    "WITH (m = 16, ef_construction = 128)"
+)
+"""The vector index as migration 0001 creates it; `build_vector_index` recreates it after a bulk load."""
+
+_MIGRATION_LOCK = 0x52454741  # pg_advisory_xact_lock key while migrations run ("REGA")
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, SQL) of every schema migration shipped with Regard, in order."""
+    folder = resources.files("regard.store") / "migrations" / "postgres"
+    found = []
+    for item in folder.iterdir():
+        name = item.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), name, item.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.astimezone(timezone.utc).isoformat()
+
+
+def _vector(vector: np.ndarray) -> np.ndarray:
+    array = np.asarray(vector, dtype=np.float32)
+    if array.shape != (EMBEDDING_SIZE,) or not np.isfinite(array).all():
+        raise InvalidArgumentError(f"an embedding is {EMBEDDING_SIZE} finite numbers, not shape {array.shape}")
+    return array
+
+
+class PostgresStore(Store):
+    """The server store. Open with `regard.store.open_store("postgresql://...")`.
+
+    One connection per store object, used by one thread at a time (a lock); open one store per
+    process (or per worker thread that must not wait for the others).
+    """
+
+    def __init__(self, url: str, *, table: ThresholdTable | None = None) -> None:
+        self.url = url
+        self._table = table
+        self._lock = threading.RLock()
+        try:
+            self._conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)  # type: ignore[arg-type]
+        except psycopg.OperationalError as exc:
+            raise InvalidArgumentError(f"cannot connect to the PostgreSQL store: {exc}".strip()) from None
+        self._conn.execute("SET TIME ZONE 'UTC'")
+        self.schema_version = self._migrate()
+        register_vector(self._conn)
+
+    def _migrate(self) -> int:
+        """Apply the migrations this database has not had yet, in one transaction; its version."""
+        with self._conn.transaction():
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS regard_schema_version ("
+                "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            applied = {r["version"] for r in self._conn.execute("SELECT version FROM regard_schema_version")}
+            version = max(applied, default=0)
+            for number, name, script in migrations():
+                if number in applied:
+                    continue
+                self._conn.execute(script)  # type: ignore[arg-type]  (our own file, several statements)
+                self._conn.execute("INSERT INTO regard_schema_version (version, name) VALUES (%s, %s)", (number, name))
+                version = number
+            return version
+
+    @property
+    def table(self) -> ThresholdTable:
+        return self._table or default_table()
+
+    @contextmanager
+    def _write(self) -> Iterator[psycopg.Connection[Any]]:
+        """One write transaction that first takes the audit head's row lock: writers queue."""
+        with self._lock, self._conn.transaction():
+            pglog.lock_head(self._conn)
+            yield self._conn
+
+    @contextmanager
+    def _read(self) -> Iterator[psycopg.Connection[Any]]:
+        """A consistent snapshot for several reads."""
+        with self._lock, self._conn.transaction():
+            self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield self._conn
+
+    def _audit(
+        self, action: AuditAction, actor: str, collection: str | None, purpose: str | None, details: dict[str, Any]
+    ) -> None:
+        pglog.append(self._conn, action=action, actor=actor, collection=collection, purpose=purpose, details=details)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def audit_entries(
+        self,
+        *,
+        collection: str | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEntry]:
+        with self._read() as conn:
+            return pglog.entries(
+                conn, collection=collection, action=action, actor=actor, since=since, until=until, limit=limit
+            )
+
+    def verify_audit(self) -> VerifyReport:
+        with self._lock:
+            return pglog.verify(self._conn)
+
+    # ------------------------------------------------------------------ upkeep of the vector index
+
+    def drop_vector_index(self) -> None:
+        """Drop the HNSW index before loading many faces at once (regard migrate, benchmarks):
+        building it once afterwards is far faster than inserting into it face by face. Searches
+        of large collections are exact (slow) until `build_vector_index` has run."""
+        with self._lock:
+            self._conn.execute(f"DROP INDEX IF EXISTS {HNSW_INDEX}")
+
+    def build_vector_index(
+        self, *, maintenance_work_mem: str = "2GB", workers: int = 1, progress: Any = None
+    ) -> None:
+        """(Re)create the HNSW index if it is missing. `progress(done, total)` is called every few
+        seconds from a second connection (pg_stat_progress_create_index) while it builds."""
+        with self._lock:
+            exists = self._conn.execute("SELECT 1 FROM pg_indexes WHERE indexname = %s", (HNSW_INDEX,)).fetchone()
+            if exists:
+                return
+            stop = threading.Event()
+            watcher = None
+            if progress is not None:
+                pid = self._conn.info.backend_pid
+                watcher = threading.Thread(target=self._watch_build, args=(pid, progress, stop), daemon=True)
+                watcher.start()
+            try:
+                self._conn.execute(f"SET maintenance_work_mem = '{_setting(maintenance_work_mem)}'")
+                self._conn.execute(f"SET max_parallel_maintenance_workers = {int(workers)}")
+                self._conn.execute(HNSW_DEFINITION)
+            finally:
+                stop.set()
+                if watcher is not None:
+                    watcher.join()
+                self._conn.execute("RESET maintenance_work_mem")
+                self._conn.execute("RESET max_parallel_maintenance_workers")
+
+    def _watch_build(self, pid: int, progress: Any, stop: threading.Event) -> None:
+        with psycopg.connect(self.url, autocommit=True) as watch:
+            while not stop.wait(2.0):
+                row = watch.execute(
+                    "SELECT tuples_done, tuples_total, blocks_done, blocks_total FROM pg_stat_progress_create_index "
+                    "WHERE pid = %s",
+                    (pid,),
+                ).fetchone()
+                if row:
+                    done, total = (row[0], row[1]) if row[1] else (row[2], row[3])
+                    progress(int(done or 0), int(total or 0))
+
+    def purge_erased(self, *, full: bool = False) -> None:
+        """VACUUM the faces table: the space of erased rows becomes reusable (plain), or the table
+        and its indexes are rewritten into new files without them (`full`, which locks the table
+        while it runs). See docs/STORAGE.md for what this does and does not reach (WAL, backups)."""
+        with self._lock:
+            self._conn.execute("VACUUM (FULL, ANALYZE) faces" if full else "VACUUM (ANALYZE) faces")
+
+    # ------------------------------------------------------------------ collections
+
+    def _collection_row(self, conn: psycopg.Connection[Any], collection_id: str, *, lock: str = "") -> dict[str, Any]:
+        row = conn.execute(f"SELECT * FROM collections WHERE id = %s {lock}", (collection_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no collection {collection_id!r}")
+        return row  # type: ignore[no-any-return]
+
+    def _collection(self, conn: psycopg.Connection[Any], row: dict[str, Any]) -> Collection:
+        persons = conn.execute("SELECT COUNT(*) AS n FROM persons WHERE collection_id = %s", (row["id"],)).fetchone()
+        return Collection(
+            id=row["id"],
+            purpose=row["purpose"],
+            model=row["model"],
+            retention_days=row["retention_days"],
+            min_quality=QualityLevel(row["min_quality"]),
+            store_thumbnails=bool(row["store_thumbnails"]),
+            created_at=row["created_at"],
+            created_by=row["created_by"],
+            face_count=int(row["face_count"]),
+            person_count=int(persons["n"]),  # type: ignore[index]
+            threshold=row["threshold"],
+            threshold_source=json.loads(row["threshold_source"]) if row["threshold_source"] else None,
+        )
+
+    def create_collection(
+        self,
+        collection_id: str,
+        *,
+        purpose: str,
+        actor: str,
+        retention_days: int | None = None,
+        min_quality: QualityLevel = QualityLevel.MEDIUM,
+        store_thumbnails: bool = False,
+    ) -> Collection:
+        check_id(collection_id, "collection id")
+        purpose = check_text(purpose, "a collection's purpose")
+        actor = check_text(actor, "the actor")
+        if retention_days is not None and (not isinstance(retention_days, int) or retention_days < 1):
+            raise InvalidArgumentError("retention_days is a whole number of days, at least 1")
+        min_quality = QualityLevel(min_quality)
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM collections WHERE id = %s", (collection_id,)).fetchone():
+                raise AlreadyExistsError(f"collection {collection_id!r} exists already")
+            conn.execute(
+                "INSERT INTO collections (id, purpose, model, retention_days, min_quality, store_thumbnails, "
+                "created_at, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (collection_id, purpose, MODEL_NAME, retention_days, min_quality.value, store_thumbnails, _now(), actor),
+            )
+            self._audit(
+                AuditAction.COLLECTION_CREATE,
+                actor,
+                collection_id,
+                purpose,
+                {"retention_days": retention_days, "min_quality": min_quality.value, "model": MODEL_NAME},
+            )
+            return self._collection(conn, self._collection_row(conn, collection_id))
+
+    def get_collection(self, collection_id: str) -> Collection:
+        with self._read() as conn:
+            return self._collection(conn, self._collection_row(conn, collection_id))
+
+    def list_collections(self) -> list[Collection]:
+        with self._read() as conn:
+            rows = conn.execute("SELECT * FROM collections ORDER BY id").fetchall()
+            return [self._collection(conn, row) for row in rows]
+
+    def delete_collection(self, collection_id: str, *, actor: str, reason: str) -> int:
+        actor, reason = check_text(actor, "the actor"), check_text(reason, "a reason")
+        with self._write() as conn:
+            self._collection_row(conn, collection_id)
+            faces = conn.execute("DELETE FROM faces WHERE collection_id = %s", (collection_id,)).rowcount
+            conn.execute("DELETE FROM collections WHERE id = %s", (collection_id,))
+            self._audit(
+                AuditAction.COLLECTION_DELETE, actor, collection_id, None, {"reason": reason, "faces_erased": faces}
+            )
+        return int(faces)
+
+    def set_threshold(
+        self,
+        collection_id: str,
+        threshold: float | None,
+        *,
+        actor: str,
+        reason: str,
+        source: dict[str, Any] | None = None,
+    ) -> Collection:
+        actor, reason = check_text(actor, "the actor"), check_text(reason, "a reason")
+        if threshold is not None:
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 100:
+                raise InvalidArgumentError("a threshold is a score from 0 to 100")
+            threshold = float(threshold)
+        with self._write() as conn:
+            before = self._collection_row(conn, collection_id)["threshold"]
+            conn.execute(
+                "UPDATE collections SET threshold = %s, threshold_source = %s WHERE id = %s",
+                (
+                    threshold,
+                    json.dumps(source, sort_keys=True) if source and threshold is not None else None,
+                    collection_id,
+                ),
+            )
+            self._audit(
+                AuditAction.COLLECTION_UPDATE,
+                actor,
+                collection_id,
+                None,
+                {"threshold": threshold, "previous_threshold": before, "reason": reason, "source": source},
+            )
+            return self._collection(conn, self._collection_row(conn, collection_id))
+
+    # ------------------------------------------------------------------ persons and consent
+
+    def _person(self, conn: psycopg.Connection[Any], collection_id: str, person_id: str) -> Person:
+        row = conn.execute(
+            "SELECT * FROM persons WHERE collection_id = %s AND person_id = %s", (collection_id, person_id)
+        ).fetchone()
+        if row is None:
+            self._collection_row(conn, collection_id)
+            raise NotFoundError(f"no person {person_id!r} in collection {collection_id!r}")
+        consent_row = conn.execute(
+            "SELECT * FROM consents WHERE collection_id = %s AND person_id = %s", (collection_id, person_id)
+        ).fetchone()
+        faces = conn.execute(
+            "SELECT COUNT(*) AS n FROM faces WHERE collection_id = %s AND person_id = %s", (collection_id, person_id)
+        ).fetchone()
+        consent = None
+        if consent_row is not None:
+            consent = Consent(
+                basis=ConsentBasis(consent_row["basis"]),
+                recorded_by=consent_row["recorded_by"],
+                recorded_at=consent_row["recorded_at"],
+                expires_at=consent_row["expires_at"],
+                reference=consent_row["reference"],
+            )
+        return Person(
+            collection=collection_id,
+            id=person_id,
+            display_name=row["display_name"],
+            created_at=row["created_at"],
+            consent=consent,
+            face_count=int(faces["n"]),  # type: ignore[index]
+        )
+
+    def add_person(
+        self, collection_id: str, person_id: str, *, actor: str, display_name: str | None = None
+    ) -> Person:
+        check_id(person_id, "person id")
+        actor = check_text(actor, "the actor")
+        with self._write() as conn:
+            self._collection_row(conn, collection_id)
+            exists = conn.execute(
+                "SELECT 1 FROM persons WHERE collection_id = %s AND person_id = %s", (collection_id, person_id)
+            ).fetchone()
+            if exists:
+                raise AlreadyExistsError(f"person {person_id!r} exists already in {collection_id!r}")
+            conn.execute(
+                "INSERT INTO persons VALUES (%s, %s, %s, %s)", (collection_id, person_id, display_name, _now())
+            )
+            self._audit(AuditAction.PERSON_ADD, actor, collection_id, None, {"person_id": person_id})
+            return self._person(conn, collection_id, person_id)
+
+    def get_person(self, collection_id: str, person_id: str) -> Person:
+        with self._read() as conn:
+            return self._person(conn, collection_id, person_id)
+
+    def list_persons(self, collection_id: str) -> list[Person]:
+        with self._read() as conn:
+            self._collection_row(conn, collection_id)
+            ids = [
+                r["person_id"]
+                for r in conn.execute(
+                    "SELECT person_id FROM persons WHERE collection_id = %s ORDER BY person_id", (collection_id,)
+                ).fetchall()
+            ]
+            return [self._person(conn, collection_id, pid) for pid in ids]
+
+    def record_consent(
+        self,
+        collection_id: str,
+        person_id: str,
+        *,
+        basis: ConsentBasis,
+        actor: str,
+        expires_at: datetime | None = None,
+        reference: str | None = None,
+    ) -> Consent:
+        actor = check_text(actor, "the actor")
+        try:
+            basis = ConsentBasis(basis)
+        except ValueError:
+            choices = ", ".join(b.value for b in ConsentBasis)
+            raise InvalidArgumentError(f"unknown consent basis {basis!r}: use one of {choices}") from None
+        now = _now()
+        if expires_at is not None:
+            if expires_at.tzinfo is None:
+                raise InvalidArgumentError("a consent's expiry needs a time zone")
+            if expires_at <= now:
+                raise InvalidArgumentError("a consent's expiry must be in the future")
+        with self._write() as conn:
+            self._person(conn, collection_id, person_id)
+            conn.execute(
+                "INSERT INTO consents VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (collection_id, person_id) "
+                "DO UPDATE SET basis = excluded.basis, recorded_by = excluded.recorded_by, "
+                "recorded_at = excluded.recorded_at, expires_at = excluded.expires_at, reference = excluded.reference",
+                (collection_id, person_id, basis.value, actor, now, expires_at, reference),
+            )
+            self._audit(
+                AuditAction.CONSENT_RECORD,
+                actor,
+                collection_id,
+                None,
+                {"person_id": person_id, "basis": basis.value, "expires_at": _iso(expires_at), "reference": reference},
+            )
+            consent = self._person(conn, collection_id, person_id).consent
+        assert consent is not None
+        return consent
+
+    def revoke_consent(self, collection_id: str, person_id: str, *, actor: str, reason: str) -> int:
+        """Withdraw a person's consent: the record goes, and with it every face enrolled under it."""
+        return self._erase_person(collection_id, person_id, actor, reason, AuditAction.CONSENT_REVOKE, "consents")
+
+    def forget_person(self, collection_id: str, person_id: str, *, actor: str, reason: str) -> int:
+        """Erase a person: faces, vectors, thumbnails, consent, and the person record itself."""
+        return self._erase_person(collection_id, person_id, actor, reason, AuditAction.FORGET, "persons")
+
+    def _erase_person(
+        self, collection_id: str, person_id: str, actor: str, reason: str, action: AuditAction, table: str
+    ) -> int:
+        actor, reason = check_text(actor, "the actor"), check_text(reason, "a reason")
+        assert table in ("consents", "persons")
+        with self._write() as conn:
+            self._person(conn, collection_id, person_id)
+            erased = self._delete_person_faces(conn, collection_id, person_id)
+            conn.execute(
+                f"DELETE FROM {table} WHERE collection_id = %s AND person_id = %s", (collection_id, person_id)
+            )
+            self._audit(
+                action, actor, collection_id, None, {"person_id": person_id, "reason": reason, "faces_erased": erased}
+            )
+        return erased
+
+    @staticmethod
+    def _delete_person_faces(conn: psycopg.Connection[Any], collection_id: str, person_id: str) -> int:
+        cursor = conn.execute(
+            "DELETE FROM faces WHERE collection_id = %s AND person_id = %s", (collection_id, person_id)
+        )
+        return int(cursor.rowcount)
+
+    # ------------------------------------------------------------------ faces
+
+    @staticmethod
+    def _face(row: dict[str, Any]) -> FaceRecord:
+        return FaceRecord(
+            face_id=row["face_id"],
+            collection=row["collection_id"],
+            person_id=row["person_id"],
+            external_image_id=row["external_image_id"],
+            box=(row["box_left"], row["box_top"], row["box_width"], row["box_height"]),
+            quality_score=row["quality_score"],
+            quality_level=QualityLevel(row["quality_level"]),
+            created_at=row["created_at"],
+        )
+
+    _FACE_COLUMNS = (
+        "face_id, collection_id, person_id, external_image_id, box_left, box_top, box_width, box_height, "
+        "quality_score, quality_level, created_at"
+    )
+
+    def add_faces(
+        self, collection_id: str, person_id: str, faces: list[NewFace], *, actor: str
+    ) -> list[FaceRecord]:
+        """Enroll faces for a person, who must hold a valid consent record. All or nothing."""
+        actor = check_text(actor, "the actor")
+        vectors = [_vector(f.embedding) for f in faces]
+        now = _now()
+        with self._write() as conn:
+            collection = self._collection(conn, self._collection_row(conn, collection_id))
+            person = self._person(conn, collection_id, person_id)
+            if person.consent is None:
+                raise ConsentError(
+                    f"person {person_id!r} has no consent record in {collection_id!r}: record one first "
+                    "(regard consent record)"
+                )
+            if not person.consent.valid_at(now):
+                raise ConsentError(f"the consent of person {person_id!r} expired on {_iso(person.consent.expires_at)}")
+            rows = []
+            for face, vector in zip(faces, vectors):
+                if face.quality_level.rank < collection.min_quality.rank:
+                    raise InvalidArgumentError(
+                        f"a {face.quality_level.value} quality face is below {collection_id!r}'s gate "
+                        f"({collection.min_quality.value})"
+                    )
+                rows.append(
+                    (
+                        str(uuid.uuid4()),
+                        collection_id,
+                        person_id,
+                        face.external_image_id,
+                        *[float(v) for v in face.box],
+                        float(face.quality_score),
+                        face.quality_level.value,
+                        vector,
+                        face.thumbnail if collection.store_thumbnails else None,
+                        now,
+                    )
+                )
+            if rows:
+                with conn.cursor() as cursor:
+                    cursor.executemany(
+                        "INSERT INTO faces (face_id, collection_id, person_id, external_image_id, box_left, box_top, "
+                        "box_width, box_height, quality_score, quality_level, embedding, thumbnail, created_at) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        rows,
+                    )
+            records = [
+                FaceRecord(
+                    face_id=r[0],
+                    collection=collection_id,
+                    person_id=person_id,
+                    external_image_id=r[3],
+                    box=(r[4], r[5], r[6], r[7]),
+                    quality_score=r[8],
+                    quality_level=QualityLevel(r[9]),
+                    created_at=now,
+                )
+                for r in rows
+            ]
+            self._audit(
+                AuditAction.ENROLL,
+                actor,
+                collection_id,
+                None,
+                {
+                    "person_id": person_id,
+                    "face_ids": [r.face_id for r in records],
+                    "external_image_ids": sorted({r.external_image_id for r in records if r.external_image_id}),
+                },
+            )
+        return records
+
+    def has_image(self, collection_id: str, external_image_id: str) -> bool:
+        with self._read() as conn:
+            self._collection_row(conn, collection_id)
+            row = conn.execute(
+                "SELECT 1 FROM faces WHERE collection_id = %s AND external_image_id = %s LIMIT 1",
+                (collection_id, external_image_id),
+            ).fetchone()
+            return row is not None
+
+    def image_ids(self, collection_id: str) -> set[str]:
+        """Every external image id in a collection (bulk enrollment skips these: resume)."""
+        with self._read() as conn:
+            self._collection_row(conn, collection_id)
+            rows = conn.execute(
+                "SELECT DISTINCT external_image_id AS x FROM faces WHERE collection_id = %s AND external_image_id IS NOT NULL",
+                (collection_id,),
+            ).fetchall()
+        return {r["x"] for r in rows}
+
+    def _face_row(self, conn: psycopg.Connection[Any], collection_id: str, face_id: str, columns: str) -> dict[str, Any]:
+        row = conn.execute(
+            f"SELECT {columns} FROM faces WHERE collection_id = %s AND face_id = %s", (collection_id, face_id)
+        ).fetchone()
+        if row is None:
+            self._collection_row(conn, collection_id)
+            raise NotFoundError(f"no face {face_id!r} in collection {collection_id!r}")
+        return row  # type: ignore[no-any-return]
+
+    def get_face(self, collection_id: str, face_id: str) -> FaceRecord:
+        with self._read() as conn:
+            return self._face(self._face_row(conn, collection_id, face_id, self._FACE_COLUMNS))
+
+    def face_vector(self, collection_id: str, face_id: str) -> np.ndarray:
+        with self._read() as conn:
+            row = self._face_row(conn, collection_id, face_id, "embedding")
+            value = row["embedding"]
+            return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32).copy()
+
+    def list_faces(self, collection_id: str, person_id: str | None = None) -> list[FaceRecord]:
+        with self._read() as conn:
+            self._collection_row(conn, collection_id)
+            if person_id is None:
+                rows = conn.execute(
+                    f"SELECT {self._FACE_COLUMNS} FROM faces WHERE collection_id = %s ORDER BY row", (collection_id,)
+                ).fetchall()
+            else:
+                self._person(conn, collection_id, person_id)
+                rows = conn.execute(
+                    f"SELECT {self._FACE_COLUMNS} FROM faces WHERE collection_id = %s AND person_id = %s ORDER BY row",
+                    (collection_id, person_id),
+                ).fetchall()
+            return [self._face(r) for r in rows]
+
+    def delete_face(self, collection_id: str, face_id: str, *, actor: str, reason: str) -> None:
+        actor, reason = check_text(actor, "the actor"), check_text(reason, "a reason")
+        with self._write() as conn:
+            row = self._face_row(conn, collection_id, face_id, "row, person_id")
+            conn.execute("DELETE FROM faces WHERE row = %s", (row["row"],))
+            self._audit(
+                AuditAction.FACE_DELETE,
+                actor,
+                collection_id,
+                None,
+                {"face_id": face_id, "person_id": row["person_id"], "reason": reason},
+            )
+
+    # ------------------------------------------------------------------ search
+
+    def search_threshold(self, collection_id: str) -> float:
+        """The threshold a search of this collection uses when the caller gives none: the one set for
+        it (regard audit --apply-to), else FPIR <= 1 % at its current size."""
+        collection = self.get_collection(collection_id)
+        if collection.threshold is not None:
+            return collection.threshold
+        return search_threshold(self.table, collection.face_count)
+
+    def nearest(
+        self, conn: psycopg.Connection[Any], collection_id: str, vector: np.ndarray, k: int, size: int
+    ) -> list[dict[str, Any]]:
+        """The k nearest faces of a collection (row, face_id, person_id, distance), inside the
+        caller's transaction: exact below EXACT_BELOW faces, else through the HNSW index."""
+        if size < EXACT_BELOW:
+            # l2_distance() is not the indexed operator: the planner scans the collection's rows.
+            sql = (
+                "SELECT row, face_id, person_id, l2_distance(embedding, %(q)s) AS distance FROM faces "
+                "WHERE collection_id = %(c)s ORDER BY distance LIMIT %(k)s"
+            )
+        else:
+            sql = (
+                "SELECT row, face_id, person_id, embedding <-> %(q)s AS distance FROM faces "
+                "WHERE collection_id = %(c)s ORDER BY embedding <-> %(q)s LIMIT %(k)s"
+            )
+        return conn.execute(sql, {"q": vector, "c": collection_id, "k": k}).fetchall()  # type: ignore[return-value]
+
+    def search(
+        self,
+        collection_id: str,
+        queries: list[SearchQuery],
+        *,
+        actor: str,
+        purpose: str,
+        k: int = 10,
+        threshold: float | None = None,
+        request: dict[str, Any] | None = None,
+    ) -> list[list[Candidate]]:
+        """Top-k candidates at or above the threshold for each query, written to the audit log."""
+        actor, purpose = check_text(actor, "the actor"), check_text(purpose, "a search's purpose")
+        if not isinstance(k, int) or not 1 <= k <= 1000:
+            raise InvalidArgumentError("k is a whole number from 1 to 1000")
+        if threshold is not None and not 0 <= threshold <= 100:
+            raise InvalidArgumentError("a threshold is a score from 0 to 100")
+        vectors = [_vector(q.vector) for q in queries]
+        with self._lock, self._conn.transaction():
+            conn = self._conn
+            row = self._collection_row(conn, collection_id)
+            size = int(row["face_count"])
+            if threshold is None:
+                fixed = row["threshold"]
+                threshold = fixed if fixed is not None else search_threshold(self.table, size)
+            conn.execute(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, k)}")
+            conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            found: list[list[tuple[dict[str, Any], float]]] = []
+            for vector in vectors:
+                hits = []
+                for hit in self.nearest(conn, collection_id, vector, k, size) if size else []:
+                    score = float(score_from_distance(float(hit["distance"])))
+                    if score >= threshold:
+                        hits.append((hit, score))
+                found.append(hits)
+            # The write part: from here on this search is ordered among the writers, and faces
+            # erased since the query ran (committed by a writer before us) are left out.
+            pglog.lock_head(conn)
+            rows = [hit["row"] for hits in found for hit, _ in hits]
+            alive = {r["row"] for r in conn.execute("SELECT row FROM faces WHERE row = ANY(%s)", (rows,))} if rows else set()
+            results = [
+                [
+                    Candidate(hit["face_id"], hit["person_id"], score, self.table.fmr_estimate(score))
+                    for hit, score in hits
+                    if hit["row"] in alive
+                ]
+                for hits in found
+            ]
+            self._audit(
+                AuditAction.SEARCH,
+                actor,
+                collection_id,
+                purpose,
+                {
+                    "request": request or {},
+                    "threshold": round(float(threshold), 1),
+                    "k": k,
+                    "gallery_size": size,
+                    "queries": [q.summary for q in queries],
+                    "results": [
+                        [{"face_id": c.face_id, "person_id": c.person_id, "score": round(c.score, 2)} for c in cs]
+                        for cs in results
+                    ],
+                },
+            )
+        return results
+
+    # ------------------------------------------------------------------ service credentials
+
+    @staticmethod
+    def _api_key(row: dict[str, Any]) -> ApiKey:
+        collections = json.loads(row["collections"]) if row["collections"] is not None else None
+        return ApiKey(
+            key_id=row["key_id"],
+            name=row["name"],
+            secret_hash=row["secret_hash"],
+            roles=tuple(Role(r) for r in json.loads(row["roles"])),
+            collections=tuple(collections) if collections is not None else None,
+            default_purpose=row["default_purpose"],
+            rate_per_minute=row["rate_per_minute"],
+            created_at=row["created_at"],
+            created_by=row["created_by"],
+            revoked_at=row["revoked_at"],
+            revoked_by=row["revoked_by"],
+        )
+
+    def create_api_key(self, key: ApiKey, *, actor: str) -> ApiKey:
+        actor = check_text(actor, "the actor")
+        check_id(key.key_id, "key id")
+        if not key.roles:
+            raise InvalidArgumentError("a key needs at least one role")
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM api_keys WHERE key_id = %s", (key.key_id,)).fetchone():
+                raise AlreadyExistsError(f"key {key.key_id!r} exists already")
+            conn.execute(
+                "INSERT INTO api_keys VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, NULL)",
+                (
+                    key.key_id,
+                    key.name,
+                    key.secret_hash,
+                    json.dumps([Role(r).value for r in key.roles]),
+                    json.dumps(list(key.collections)) if key.collections is not None else None,
+                    key.default_purpose,
+                    key.rate_per_minute,
+                    key.created_at,
+                    actor,
+                ),
+            )
+            details = key.to_dict()
+            details.pop("created_at"), details.pop("revoked_at"), details.pop("revoked_by")
+            self._audit(AuditAction.KEY_CREATE, actor, None, None, details)
+            row = conn.execute("SELECT * FROM api_keys WHERE key_id = %s", (key.key_id,)).fetchone()
+            return self._api_key(row)  # type: ignore[arg-type]
+
+    def get_api_key(self, key_id: str) -> ApiKey:
+        with self._read() as conn:
+            row = conn.execute("SELECT * FROM api_keys WHERE key_id = %s", (key_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no key {key_id!r}")
+        return self._api_key(row)
+
+    def list_api_keys(self) -> list[ApiKey]:
+        with self._read() as conn:
+            rows = conn.execute("SELECT * FROM api_keys ORDER BY created_at, key_id").fetchall()
+        return [self._api_key(r) for r in rows]
+
+    def revoke_api_key(self, key_id: str, *, actor: str, reason: str) -> ApiKey:
+        actor, reason = check_text(actor, "the actor"), check_text(reason, "a reason")
+        with self._write() as conn:
+            row = conn.execute("SELECT * FROM api_keys WHERE key_id = %s", (key_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no key {key_id!r}")
+            if row["revoked_at"] is None:
+                conn.execute(
+                    "UPDATE api_keys SET revoked_at = %s, revoked_by = %s WHERE key_id = %s", (_now(), actor, key_id)
+                )
+                self._audit(AuditAction.KEY_REVOKE, actor, None, None, {"key_id": key_id, "reason": reason})
+            return self._api_key(conn.execute("SELECT * FROM api_keys WHERE key_id = %s", (key_id,)).fetchone())  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ retention
+
+    def sweep(self, *, actor: str, now: datetime | None = None) -> SweepReport:
+        """Erase faces whose collection's retention ran out and persons whose consent expired."""
+        actor = check_text(actor, "the actor")
+        now = now or _now()
+        details: list[dict[str, Any]] = []
+        faces_erased = persons_erased = 0
+        with self._write() as conn:
+            for row in conn.execute(
+                "SELECT id, retention_days FROM collections WHERE retention_days IS NOT NULL ORDER BY id"
+            ).fetchall():
+                cutoff = now - timedelta(days=row["retention_days"])
+                cursor = conn.execute(
+                    "DELETE FROM faces WHERE collection_id = %s AND created_at < %s", (row["id"], cutoff)
+                )
+                if cursor.rowcount:
+                    faces_erased += cursor.rowcount
+                    details.append({"collection": row["id"], "reason": "retention", "faces_erased": cursor.rowcount})
+            expired = conn.execute(
+                "SELECT collection_id, person_id FROM consents WHERE expires_at IS NOT NULL AND expires_at <= %s "
+                "ORDER BY collection_id, person_id",
+                (now,),
+            ).fetchall()
+            for row in expired:
+                erased = self._delete_person_faces(conn, row["collection_id"], row["person_id"])
+                conn.execute(
+                    "DELETE FROM consents WHERE collection_id = %s AND person_id = %s",
+                    (row["collection_id"], row["person_id"]),
+                )
+                faces_erased += erased
+                persons_erased += 1
+                details.append(
+                    {
+                        "collection": row["collection_id"],
+                        "person_id": row["person_id"],
+                        "reason": "consent expired",
+                        "faces_erased": erased,
+                    }
+                )
+            if details:
+                self._audit(AuditAction.SWEEP, actor, None, None, {"erased": details, "at": _iso(now)})
+        return SweepReport(faces_erased=faces_erased, persons_erased=persons_erased, details=details)
+
+
+def _setting(value: str) -> str:
+    """A memory setting such as '2GB', checked so it can be written into SET (no parameters there)."""
+    import re
+
+    if not re.fullmatch(r"[0-9]+\s*(kB|MB|GB|TB)?", value):
+        raise InvalidArgumentError(f"not a memory size: {value!r} (e.g. 2GB)")
+    return value
