@@ -37,17 +37,33 @@ class Track:
     detection: Detection | None = None  # this frame's detection, if it was found in this frame
     keep: bool = False  # set by --keep-collection when the face belongs to a consenting person
     verified_frame: int = -1  # when the keep decision was last made
+    history: dict[int, np.ndarray] = field(default_factory=dict)  # recent detected boxes by frame
 
     def predicted(self, frame: int) -> np.ndarray:
         return self.box + self.velocity * (frame - self.last_frame)
 
     def cover(self, frame: int) -> Box:
-        """The box to redact in `frame`: the last box, joined with the predicted one when missed."""
-        if frame == self.last_frame:
-            b = self.box
+        """The box to redact in `frame`, from what is known now (the video holds frames back, so
+        this can use detections made after `frame`): the detected box where it was found; in a
+        gap between two detections, both boxes joined (the face moved from one to the other);
+        after its last detection, the last box joined with where its motion was heading; before
+        its first, the first box joined with where its motion says it came from."""
+        if frame in self.history:
+            anchor = moved = self.history[frame]
         else:
-            p = self.predicted(frame)
-            b = np.array([min(self.box[0], p[0]), min(self.box[1], p[1]), max(self.box[2], p[2]), max(self.box[3], p[3])])
+            before = max((f for f in self.history if f < frame), default=None)
+            after = min((f for f in self.history if f > frame), default=None)
+            if before is not None and after is not None:
+                anchor, moved = self.history[before], self.history[after]
+            elif before is not None:
+                anchor = self.history[before]
+                moved = anchor + self.velocity * (frame - before)
+            elif after is not None:
+                anchor = self.history[after]
+                moved = anchor - self.velocity * (after - frame)
+            else:
+                anchor, moved = self.box, self.predicted(frame)
+        b = np.concatenate([np.minimum(anchor[:2], moved[:2]), np.maximum(anchor[2:], moved[2:])])
         return (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
 
 
@@ -94,11 +110,16 @@ class Tracker:
         new = []
         for di in unmatched:
             d = detections[di]
-            track = Track(self._next_id, np.array(d.box, dtype=np.float64), frame, frame, detection=d)
+            box = np.array(d.box, dtype=np.float64)
+            track = Track(self._next_id, box, frame, frame, detection=d, history={frame: box})
             self._next_id += 1
             self._tracks.append(track)
             new.append(track)
         self._tracks = [t for t in self._tracks if frame - t.last_frame <= self.persistence]
+        horizon = frame - 2 * self.persistence - 2  # older detections can no longer matter
+        for track in self._tracks:
+            for old in [f for f in track.history if f < horizon]:
+                del track.history[old]
         return list(self._tracks), new
 
     @staticmethod
@@ -107,3 +128,4 @@ class Tracker:
         step = (box - track.box) / max(1, frame - track.last_frame)
         track.velocity = _SMOOTHING * step + (1 - _SMOOTHING) * track.velocity
         track.box, track.last_frame, track.detection = box, frame, detection
+        track.history[frame] = box

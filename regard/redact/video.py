@@ -101,7 +101,7 @@ class _Slot:
     index: int
     upright: np.ndarray
     pts: int | None
-    covers: list[tuple[Track, tuple[float, float, float, float]]]
+    tracks: list[Track]  # the tracks that cover it, including those first found a little later
 
 
 def _open_input(path: str) -> Any:
@@ -335,8 +335,9 @@ def _run(
 
     def emit(slot: _Slot) -> None:
         nonlocal best_preview
-        regions = [head_region(box, scale) for track, box in slot.covers if not track.keep]
-        kept = [head_region(box, scale) for track, box in slot.covers if track.keep]
+        # Covered now, `persistence` frames later, with what was seen since (see Track.cover).
+        regions = [head_region(t.cover(slot.index), scale) for t in slot.tracks if not t.keep]
+        kept = [head_region(t.cover(slot.index), scale) for t in slot.tracks if t.keep]
         frame_regions.append(regions)
         if on_frame is not None:
             on_frame(slot.index, regions)
@@ -381,11 +382,11 @@ def _run(
                 _verify(keep, upright, tracks, index, path)
             track_ids.update(t.id for t in new)
             kept_ids.update(t.id for t in tracks if t.keep)
-            slot = _Slot(index, upright, pts, [(t, t.cover(index)) for t in tracks])
+            slot = _Slot(index, upright, pts, list(tracks))
             for track in new:  # cover the frames before the face was first found
                 for earlier in buffer:
                     if index - earlier.index <= persistence:
-                        earlier.covers.append((track, track.cover(index)))
+                        earlier.tracks.append(track)
             buffer.append(slot)
             while len(buffer) > persistence:
                 emit(buffer.popleft())

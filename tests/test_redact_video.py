@@ -1,0 +1,157 @@
+"""Video redaction on a video made from a real group photo: a 2 s pan across dlib's 2008_007676.jpg
+with a sine-tone audio track, generated here with PyAV. The faces' true position in every frame
+follows from the pan and the photo's hand-drawn boxes."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from regard.models.detector import Detection
+from regard.redact import VideoError, redact_video
+from regard.redact.tracker import Tracker
+
+from .conftest import FIXTURES
+from .test_redact import annotated, covered
+
+PHOTO = FIXTURES / "2008_007676.jpg"
+SIZE = (320, 240)
+FPS = 25
+Box = tuple[float, float, float, float]
+
+
+def make_pan_video(
+    path: Path, *, seconds: float = 2.0, rotation: int = 0, blurred_frames: int = 0, metadata: dict[str, str] | None = None
+) -> list[list[Box]]:
+    """Write the pan video; return, per frame, the boxes of the faces wholly inside the frame."""
+    src = np.asarray(Image.open(PHOTO).convert("RGB"))
+    blurred = np.asarray(Image.fromarray(src).filter(ImageFilter.GaussianBlur(6)))
+    width, height = SIZE
+    frames = int(seconds * FPS)
+    top, span = (src.shape[0] - height) // 2, src.shape[1] - width
+    out = av.open(str(path), "w")
+    out.metadata.update(metadata or {})
+    video = out.add_stream("libx264", rate=FPS)
+    video.width, video.height = (height, width) if rotation % 180 else (width, height)
+    video.pix_fmt, video.options = "yuv420p", {"preset": "ultrafast", "crf": "16"}
+    if rotation:
+        video.set_display_rotation(rotation)
+    audio = out.add_stream("aac", rate=48000)
+    audio.layout = "mono"
+    truth: list[list[Box]] = []
+    for i in range(frames):
+        left = round(span * i / (frames - 1))
+        frame = (blurred if i < blurred_frames else src)[top : top + height, left : left + width]
+        truth.append(
+            [(l - left, t - top, r - left, b - top) for l, t, r, b in annotated()[PHOTO]
+             if l >= left and r <= left + width and t >= top and b <= top + height]
+        )
+        stored = np.ascontiguousarray(np.rot90(frame, -rotation // 90)) if rotation else frame
+        out.mux(video.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
+    out.mux(video.encode(None))
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(48000 * seconds)) / 48000)).astype(np.float32)[None]
+    for start in range(0, tone.shape[1], 1024):
+        chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start : start + 1024]), format="fltp", layout="mono")
+        chunk.sample_rate, chunk.pts = 48000, start
+        out.mux(audio.encode(chunk))
+    out.mux(audio.encode(None))
+    out.close()
+    return truth
+
+
+def audio_packets(path: Path) -> list[tuple[int | None, bytes]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        return [(p.pts, bytes(p)) for p in container.demux(stream) if p.size]
+
+
+def upright_frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        frames = []
+        for frame in container.decode(video=0):
+            rgb = frame.to_ndarray(format="rgb24")
+            frames.append(np.rot90(rgb, frame.rotation // 90) if frame.rotation else rgb)
+        return frames
+
+
+def test_every_frame_is_covered_and_the_audio_is_intact(tmp_path: Path) -> None:
+    source, out = tmp_path / "pan.mp4", tmp_path / "pan.redacted.mp4"
+    truth = make_pan_video(source, metadata={"location": "+48.8577+002.2950/", "make": "Acme"})
+    result = redact_video(source, out, mode="mask")
+    assert result.frames == len(truth) == 50 and result.audio_streams == 1
+    frames = upright_frames(out)
+    assert len(frames) == 50
+    checked = 0
+    for i, (frame, boxes) in enumerate(zip(frames, truth)):
+        assert frame.shape[:2] == (SIZE[1], SIZE[0])
+        mask = frame.mean(axis=2) > 127
+        for box in boxes:
+            assert covered(mask, box) >= 0.9, (i, box)
+            checked += 1
+    assert checked >= 250  # 5 to 7 faces in every frame
+    assert audio_packets(out) == audio_packets(source)  # remuxed, bit for bit
+    with av.open(str(source)) as a, av.open(str(out)) as b:
+        assert b.streams.video[0].average_rate == a.streams.video[0].average_rate == FPS
+        assert [f.pts for f in b.decode(video=0)] == [f.pts for f in a.decode(video=0)]
+        assert "location" in a.metadata and "location" not in b.metadata and "make" not in b.metadata
+
+
+def test_rotation_is_kept_and_faces_are_found_upright(tmp_path: Path) -> None:
+    source, out = tmp_path / "portrait.mp4", tmp_path / "portrait.redacted.mp4"
+    truth = make_pan_video(source, seconds=0.6, rotation=90)
+    result = redact_video(source, out, mode="mask", keep_metadata=True)
+    assert result.rotation == 90
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (SIZE[1], SIZE[0])
+        assert next(container.decode(video=0)).rotation == 90
+    for frame, boxes in zip(upright_frames(out), truth):
+        mask = frame.mean(axis=2) > 127
+        assert all(covered(mask, box) >= 0.9 for box in boxes)
+
+
+def test_frames_before_a_face_is_first_found_are_covered(tmp_path: Path) -> None:
+    """The first 5 frames are out of focus: the detector finds little or nothing there, and the
+    look-back covers them with the boxes found once the picture is sharp."""
+    source, out = tmp_path / "focus.mp4", tmp_path / "focus.redacted.mp4"
+    truth = make_pan_video(source, seconds=0.8, blurred_frames=5)
+    result = redact_video(source, out, mode="mask")
+    frames = upright_frames(out)
+    for i in range(5):
+        mask = frames[i].mean(axis=2) > 127
+        assert all(covered(mask, box) >= 0.9 for box in truth[i]), i
+    assert result.frames == 20
+
+
+def test_a_face_missed_for_a_few_frames_stays_covered() -> None:
+    tracker = Tracker(persistence=3)
+    face = Detection(box=(100.0, 50.0, 140.0, 100.0), landmarks=np.zeros((5, 2), np.float32), confidence=0.9)
+    moved = Detection(box=(104.0, 50.0, 144.0, 100.0), landmarks=np.zeros((5, 2), np.float32), confidence=0.9)
+    tracker.update(0, [face])
+    tracks, new = tracker.update(1, [moved])
+    assert len(tracks) == 1 and not new  # followed, not a new face
+    for frame in (2, 3, 4):  # missed: still covered, over its last box and where it was heading
+        tracks, _ = tracker.update(frame, [])
+        assert len(tracks) == 1
+        cover = tracks[0].cover(frame)
+        assert cover[0] <= 104.0 and cover[2] >= 144.0 + 2 * (frame - 1) - 1e-6
+    assert tracker.update(5, [])[0] == []  # gone after `persistence` frames
+
+
+def test_corrupt_video_raises_and_leaves_no_file(tmp_path: Path) -> None:
+    source = tmp_path / "pan.mp4"
+    make_pan_video(source, seconds=0.4)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(source.read_bytes()[: source.stat().st_size // 3])
+    with pytest.raises(VideoError):
+        redact_video(broken, tmp_path / "broken.redacted.mp4")
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"\0\1\2" * 1000)
+    with pytest.raises(VideoError):
+        redact_video(garbage, tmp_path / "garbage.redacted.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mp4", "garbage.mp4", "pan.mp4"]
