@@ -1,4 +1,4 @@
-"""Store: collection thresholds, API key records, and upgrading a file made by the first schema."""
+"""Store: collection thresholds and API key records on both backends; schema upgrades of each."""
 
 from __future__ import annotations
 
@@ -9,19 +9,19 @@ from pathlib import Path
 import pytest
 
 from regard.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
-from regard.store import ApiKey, Role
+from regard.store import ApiKey, Role, Store, open_store
 from regard.store.sqlite import SCHEMA_VERSION, SQLiteStore
 
 
 @pytest.fixture()
-def store(tmp_path: Path) -> SQLiteStore:
-    s = SQLiteStore(tmp_path / "r.db")
+def store(store_url: str) -> Store:
+    s = open_store(store_url)
     s.create_collection("staff", purpose="door access", actor="alice")
     yield s
     s.close()
 
 
-def test_threshold_set_overrides_the_size_rule_and_is_audited(store: SQLiteStore) -> None:
+def test_threshold_set_overrides_the_size_rule_and_is_audited(store: Store) -> None:
     by_size = store.search_threshold("staff")
     collection = store.set_threshold("staff", 70.5, actor="alice", reason="audit of 2026-11", source={"target_fmr": 1e-5})
     assert collection.threshold == 70.5 and collection.threshold_source == {"target_fmr": 1e-5}
@@ -51,7 +51,7 @@ def _key(key_id: str = "RGKTEST1") -> ApiKey:
     )
 
 
-def test_api_keys_round_trip_and_revoke(store: SQLiteStore) -> None:
+def test_api_keys_round_trip_and_revoke(store: Store) -> None:
     created = store.create_api_key(_key(), actor="alice")
     assert created.roles == (Role.ENROLL, Role.SEARCH) and created.collections == ("staff",) and created.active
     with pytest.raises(AlreadyExistsError):
@@ -86,3 +86,25 @@ def test_a_first_schema_file_is_upgraded_in_place(tmp_path: Path) -> None:
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert upgraded.verify_audit().ok
     upgraded.close()
+
+
+def test_postgres_schema_is_versioned_and_applied_once(postgres_url: str) -> None:
+    import psycopg
+
+    from regard.store.postgres import PostgresStore, migrations
+
+    first = PostgresStore(postgres_url)
+    latest = migrations()[-1][0]
+    assert first.schema_version == latest
+    first.create_collection("c", purpose="p", actor="a")
+    # A second process opening the same database applies nothing again and keeps the data.
+    second = PostgresStore(postgres_url)
+    assert second.schema_version == latest and second.get_collection("c").purpose == "p"
+    with psycopg.connect(postgres_url) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM regard_schema_version ORDER BY version")]
+        index = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'faces_embedding_hnsw'").fetchone()
+    assert versions == [v for v, _, _ in migrations()]
+    assert index is not None and "hnsw" in index[0] and "vector_l2_ops" in index[0]
+    assert second.verify_audit().ok
+    first.close()
+    second.close()

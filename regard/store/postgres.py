@@ -67,7 +67,7 @@ EXACT_BELOW = 20_000
 Chosen with bench/search.py (2 cores): an exact scan of 20k faces in PostgreSQL costs about what an
 HNSW search of a million does, and has perfect recall."""
 
-EF_SEARCH = 200
+EF_SEARCH = 400
 """HNSW search depth (pgvector's hnsw.ef_search): recall@10 >= 0.98 at 1M faces, bench/search.py."""
 
 HNSW_INDEX = "faces_embedding_hnsw"
