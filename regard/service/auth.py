@@ -7,6 +7,7 @@ is a key, and the audit log names it as `key:KEY_ID`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,9 @@ from regard.store.base import ApiKey, Role
 
 if TYPE_CHECKING:
     from regard.service.app import ServiceState
+
+
+log = logging.getLogger("regard.service")
 
 
 class Unauthorized(RegardError):
@@ -47,6 +51,18 @@ class Caller:
         return self.key.collections is None or collection in self.key.collections
 
 
+_SERVER_SIDE = {"no master key", "master key mismatch"}
+
+
+def public_reason(error: AuthError) -> str:
+    """What to tell a client about a refused credential: the reason, unless it is the server's own
+    misconfiguration (logged instead, so clients learn nothing about the server's keys)."""
+    if error.reason in _SERVER_SIDE:
+        log.error("authentication failed on the server side: %s (%s)", error.reason, error)
+        return "the server cannot check this key (see the server log)"
+    return error.reason
+
+
 def authenticate_bearer(state: ServiceState, request: Request) -> Caller:
     """The caller of a native API request, rate limit included; Unauthorized without a valid key."""
     header = request.headers.get("authorization", "")
@@ -56,7 +72,7 @@ def authenticate_bearer(state: ServiceState, request: Request) -> Caller:
     try:
         key = state.keys.authenticate_bearer(token.strip())
     except AuthError as exc:
-        raise Unauthorized(f"the API key was refused: {exc.reason}") from None
+        raise Unauthorized(f"the API key was refused: {public_reason(exc)}") from None
     caller = Caller(key)
     state.admit(caller)
     return caller

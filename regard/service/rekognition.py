@@ -50,7 +50,7 @@ from regard.face import LANDMARK_NAMES, Face, QualityLevel
 from regard.match import compare_embeddings, default_table
 from regard.pipeline import detect
 from regard.service.app import AWS_JSON, ServiceState, state_of
-from regard.service.auth import Caller, Unauthorized
+from regard.service.auth import Caller, Unauthorized, public_reason
 from regard.service.keys import AuthError
 from regard.service.sigv4 import verify_sigv4
 from regard.store.base import ConsentBasis, Role, SearchQuery, Store
@@ -724,7 +724,7 @@ def _handle(state: ServiceState, scope: dict[str, Any], headers: Mapping[str, st
             region=state.config.region,
         )
     except AuthError as exc:
-        raise Unauthorized(f"the request signature was refused: {exc.reason}") from None
+        raise Unauthorized(f"the request signature was refused: {public_reason(exc)}") from None
     caller = Caller(state.store.get_api_key(key_id))
     state.admit(caller)
     target = headers.get("x-amz-target", "")
