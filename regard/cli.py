@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     from regard.cli_redact import add_redact_command
 
     add_redact_command(sub, common)
+    from regard.cli_migrate import add_migrate_command
+
+    add_migrate_command(sub)
     return parser
 
 
