@@ -151,5 +151,5 @@ def redact_regions(rgb: np.ndarray, regions: list[Region], mode: Mode = Mode.BLU
             continue
         patch = rgb[y0:y1, x0:x1]
         inside = _ellipse(region, x0, y0, x1, y1)
-        patch[inside] = _destroyed(np.ascontiguousarray(patch), region, mode)[inside]
+        np.copyto(patch, _destroyed(np.ascontiguousarray(patch), region, mode), where=inside[:, :, None])
     return rgb
