@@ -210,3 +210,10 @@ def test_a_request_that_runs_too_long_is_answered_503() -> None:
     assert time.monotonic() - started < 3
     assert native.status_code == 503 and native.json()["error"]["type"] == "timeout"
     assert aws.status_code == 503 and aws.json()["__type"] == "InternalServerError"
+
+
+def test_docs_page_is_self_contained(service: Service) -> None:
+    page = httpx.get(service.url + "/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "/v1/collections/{collection_id}/search" in page.text and "purpose" in page.text
+    assert "<script" not in page.text and "http://" not in page.text and "https://" not in page.text

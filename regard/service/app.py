@@ -25,7 +25,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from regard.errors import (
     AlreadyExistsError,
@@ -285,6 +285,8 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
             "see docs/SERVICE.md. Regard never infers age, gender, emotion or other attributes."
         ),
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's docs pages load scripts from a CDN; /docs below works offline
+        redoc_url=None,
     )
 
     @app.exception_handler(Throttled)
@@ -332,6 +334,13 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
 
     from regard.service.native import router as native_router
     from regard.service.rekognition import router as rekognition_router
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        """The native API's reference as one self-contained page (no scripts, readable offline)."""
+        from regard.service.docs import render
+
+        return HTMLResponse(render(request.app.openapi()))
 
     @app.get("/readyz", tags=["service"])
     def readyz(request: Request) -> JSONResponse:
