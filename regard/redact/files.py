@@ -29,6 +29,12 @@ def check_output(source: Path | None, output: Path, in_place: bool) -> None:
         raise InvalidArgumentError(f"{output}: the output would overwrite the input; use in_place (--in-place) to allow it")
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_output(output: Path) -> Iterator[Path]:
     """A temporary path next to `output`, renamed to it when the block succeeds, removed if not.
@@ -42,6 +48,7 @@ def atomic_output(output: Path) -> Iterator[Path]:
     temporary = Path(name)
     try:
         yield temporary
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it private; give it a new file's mode
         os.replace(temporary, output)
     except BaseException:
         temporary.unlink(missing_ok=True)
