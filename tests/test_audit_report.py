@@ -147,9 +147,47 @@ def test_group_figures_recomputed_from_persons(folder_data, embedded, audit):
     assert low.report["groups"]["best_fmr_group"] == best["group"] and best["fmr"] > 0
     for row in rows:
         assert row["fmr_ratio"] == pytest.approx(row["fmr"] / best["fmr"], abs=TOL)
-        lo, hi = row["fmr_ratio_ci"]
-        assert lo <= row["fmr_ratio"] <= hi
+        lo, hi = row["fmr_ratio_ci"]  # over persons; unbounded (None) where the best group drew no false match
+        assert lo <= row["fmr_ratio"] and (hi is None or row["fmr_ratio"] <= hi)
     assert any("Group" in f and "1 in" in f for f in low.report["findings"])
+
+
+def test_person_bootstrap_equals_explicitly_resampled_persons(folder_data, embedded, audit):
+    """A bootstrap replicate's rate equals the rate counted on a dataset where each person's photos
+    are copied as many times as the person was drawn."""
+    persons = sorted(set(folder_data.persons))
+    index = {p: k for k, p in enumerate(persons)}
+    groups = ds.read_groups(GROUPS)
+    members = [np.array([index[p] for p in persons if groups[p] == g]) for g in ("north", "south", "west")]
+    weights = metrics.person_weights(members, len(persons), 5, seed=3)
+    assert np.array_equal(weights.sum(axis=1), np.full(5, len(persons)))
+    ok = [k for k in range(len(folder_data.photos)) if embedded.has_face[k]]
+    threshold = 50.0
+    for w in weights:
+        for group_members in members:
+            copies = [(k, c) for k in ok if index[folder_data.persons[k]] in group_members for c in range(int(w[index[folder_data.persons[k]]]))]
+            fm = n = fnm = m = 0
+            for (i, ci), (j, cj) in itertools.combinations(copies, 2):
+                pi, pj = folder_data.persons[i], folder_data.persons[j]
+                if pi == pj and (ci != cj or i == j):
+                    continue  # a photo with its own copy, or across copies of one person: not a new pair
+                s = similarity(embedded.vectors[i], embedded.vectors[j])
+                if pi == pj:
+                    m, fnm = m + 1, fnm + (s < threshold)
+                else:
+                    n, fm = n + 1, fm + (s >= threshold)
+            pairs = [(i, j) for i, j in itertools.combinations(ok, 2) if index[folder_data.persons[i]] in group_members and index[folder_data.persons[j]] in group_members]
+            pa = np.array([index[folder_data.persons[i]] for i, _ in pairs])
+            pb = np.array([index[folder_data.persons[j]] for _, j in pairs])
+            scores = np.array([similarity(embedded.vectors[i], embedded.vectors[j]) for i, j in pairs])
+            imp, gen = pa != pb, pa == pb
+            got_fmr = metrics.bootstrap_rates(pa[imp], pb[imp], scores[imp] >= threshold, w[None, :])[0]
+            got_fnmr = metrics.bootstrap_rates(pa[gen], pb[gen], scores[gen] < threshold, w[None, :])[0]
+            assert got_fmr == pytest.approx(fm / n, abs=TOL) if n else np.isnan(got_fmr)
+            assert got_fnmr == pytest.approx(fnm / m, abs=TOL) if m else np.isnan(got_fnmr)
+    rows = audit.report["groups"]["rows"]
+    assert all(r["fmr_ci_persons"] is not None for r in rows)
+    assert audit.report["groups"]["bootstrap"]["replicates"] == metrics.BOOTSTRAP_REPLICATES
 
 
 def test_identification_against_a_brute_force_search(folder_data, embedded, audit):

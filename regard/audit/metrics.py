@@ -21,8 +21,9 @@ photo of an enrolled person, a *non-mated* one a photo of someone not enrolled.
   rank (NIST's "threshold mode").
 
 Error rates come with exact binomial (Clopper-Pearson) intervals, so a rate measured on few pairs
-is not over-read. The pairs of an audit are not independent (each photo takes part in many), so the
-intervals are a lower bound on the real uncertainty; the report says so.
+is not over-read. Those treat pairs as independent, which they are not (each photo and each person
+takes part in many pairs, and a few look-alike people can make most false matches), so per-group
+rates and their ratios also get intervals from a bootstrap over persons (`bootstrap_rates`).
 """
 
 from __future__ import annotations
@@ -293,16 +294,57 @@ def _beta_fraction(x: float, a: float, b: float) -> float:
     return result
 
 
-def ratio_interval(
-    errors: int, trials: int, best_errors: int, best_trials: int, confidence: float = CONFIDENCE
-) -> tuple[float | None, float | None, float | None]:
-    """(ratio, lower, upper) of a group's rate to the best group's, with a conservative interval
-    from the two exact intervals (lower / best's upper, upper / best's lower); None where undefined
-    (the best group has no errors, so the ratio, or its upper bound, is unbounded)."""
-    rate, best = errors / trials, best_errors / best_trials
-    lo, hi = clopper_pearson(errors, trials, confidence)
-    b_lo, b_hi = clopper_pearson(best_errors, best_trials, confidence)
-    ratio = rate / best if best > 0 else None
-    lower = lo / b_hi if b_hi > 0 else None
-    upper = hi / b_lo if b_lo > 0 else None
-    return ratio, lower, upper
+# ---------------------------------------------------------------- bootstrap over persons
+
+BOOTSTRAP_REPLICATES = 1000
+
+
+def person_weights(groups_of_persons: list[np.ndarray], persons: int, replicates: int, seed: int) -> np.ndarray:
+    """(replicates, persons) multiplicities: in each replicate every group's persons are drawn again,
+    with replacement, as many as the group has (persons in no group keep weight 0)."""
+    rng = np.random.default_rng(seed)
+    weights = np.zeros((replicates, persons))
+    rows = np.arange(replicates)[:, None]
+    for members in groups_of_persons:
+        if len(members) == 0:
+            continue
+        drawn = np.asarray(members)[rng.integers(0, len(members), size=(replicates, len(members)))]
+        np.add.at(weights, (np.broadcast_to(rows, drawn.shape), drawn), 1.0)
+    return weights
+
+
+def bootstrap_rates(
+    person_a: np.ndarray, person_b: np.ndarray, errors: np.ndarray, weights: np.ndarray, *, chunk: int = 100
+) -> np.ndarray:
+    """The error rate of a set of pairs in each bootstrap replicate of the persons.
+
+    A person drawn k times brings k copies of their photos, so a pair of photos of persons p != q
+    counts w_p * w_q times, and a pair of two photos of one person p counts w_p times (the photo
+    pairs across copies of a person are not new same-person pairs). NaN where a replicate has no
+    pairs. Pairs are first summed per pair of persons, so the cost is replicates x person pairs."""
+    a, b = np.minimum(person_a, person_b), np.maximum(person_a, person_b)
+    persons = weights.shape[1]
+    keys, inverse = np.unique(a.astype(np.int64) * persons + b, return_inverse=True)
+    trials = np.bincount(inverse, minlength=keys.size).astype(np.float64)
+    errs = np.bincount(inverse, weights=np.asarray(errors, dtype=np.float64), minlength=keys.size)
+    ka, kb = keys // persons, keys % persons
+    same = ka == kb
+    out = np.empty(weights.shape[0])
+    for start in range(0, weights.shape[0], chunk):
+        w = weights[start : start + chunk]
+        pair_w = np.where(same, w[:, ka], w[:, ka] * w[:, kb])
+        num, den = pair_w @ errs, pair_w @ trials
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[start : start + chunk] = np.where(den > 0, num / den, np.nan)
+    return out
+
+
+def percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float | None, float | None]:
+    """The central `confidence` interval of bootstrap values (order statistics; NaNs dropped; an
+    infinite bound as None)."""
+    v = np.sort(np.asarray(values, dtype=np.float64)[~np.isnan(values)])
+    if v.size == 0:
+        return None, None
+    alpha = (1 - confidence) / 2
+    lo, hi = v[int(np.floor(alpha * (v.size - 1)))], v[int(np.ceil((1 - alpha) * (v.size - 1)))]
+    return (float(lo) if np.isfinite(lo) else None), (float(hi) if np.isfinite(hi) else None)

@@ -34,16 +34,18 @@ from regard.match import _GRID, DEFAULT_FMR, ThresholdTable, calibrate, default_
 SCHEMA_VERSION = 1
 DEFAULT_TARGETS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 IDENTIFICATION_FPIR = 1e-2
+BOOTSTRAP_SEED = 0
 GROUP_NOTE = (
     "Groups were supplied by the auditor (a person,group file). Regard never infers race, ethnicity, "
     "religion, gender, age or any other group from a face; it only measures error rates for the "
     "groups it is given."
 )
 INDEPENDENCE_NOTE = (
-    "Intervals are exact binomial (Clopper-Pearson) 95 % intervals. Each photo takes part in many "
-    "pairs, so the pairs are not independent and the real uncertainty is larger than shown. A ratio's "
-    "interval combines the two groups' intervals conservatively (lower / best's upper, upper / best's "
-    "lower)."
+    "Rate intervals marked 'pairs' are exact binomial (Clopper-Pearson) 95 % intervals, which treat "
+    "every pair as independent. Pairs are not independent: each person takes part in many, and a few "
+    "look-alike people can make most of the false matches. Per-group intervals marked 'persons', and "
+    "every ratio's interval, come from a bootstrap that draws each group's persons again with "
+    "replacement, which accounts for that; read group differences from those."
 )
 
 
@@ -167,13 +169,17 @@ def build(
         pictures["groups.png"] = plots.group_plot(
             [r["group"] for r in rows],
             [r["fmr"] for r in rows],
-            [tuple(r["fmr_ci"]) if r["fmr_ci"] else None for r in rows],
+            [_plot_interval(r["fmr_ci_persons"]) for r in rows],
             [r["fnmr"] for r in rows],
-            [tuple(r["fnmr_ci"]) if r["fnmr_ci"] else None for r in rows],
+            [_plot_interval(r["fnmr_ci_persons"]) for r in rows],
             threshold,
         )
     report["timing"]["metrics_seconds"] = round(time.perf_counter() - started, 3)
     return Audit(report=report, pictures=pictures, table=table, genuine=genuine, impostor=impostor)
+
+
+def _plot_interval(ci: list[float | None] | None) -> tuple[float, float] | None:
+    return None if not ci or ci[0] is None or ci[1] is None else (ci[0], ci[1])
 
 
 def _table_source(dataset: Dataset, enrolment: dict[str, Any]) -> str:
@@ -298,16 +304,31 @@ def _groups(
     if len(ungrouped) == len(in_data):
         raise RegardError("no person of the data is in the groups file: check that its names are the folder names")
     photo_group = np.array([groups.get(p, "") for p in dataset.persons], dtype=object)
+    names = sorted(in_data)
+    person_index = {p: k for k, p in enumerate(names)}
+    photo_person = np.array([person_index[p] for p in dataset.persons], dtype=np.int64)
+    pa, pb = photo_person[dataset.pairs.a], photo_person[dataset.pairs.b]
+    group_names = sorted(set(groups[p] for p in in_data if p in groups))
+    weights = metrics.person_weights(
+        [np.array([person_index[p] for p in names if groups.get(p) == g]) for g in group_names],
+        len(names),
+        metrics.BOOTSTRAP_REPLICATES,
+        BOOTSTRAP_SEED,
+    )
+    replicates: dict[tuple[str, str], np.ndarray] = {}
     ga, gb = photo_group[dataset.pairs.a], photo_group[dataset.pairs.b]
     same = dataset.pairs.same
     rows: list[dict[str, Any]] = []
-    for group in sorted(set(groups[p] for p in in_data if p in groups)):
+    for group in group_names:
         members = photo_group == group
         n_persons = len(set(persons[members].tolist()))
         in_group = (ga == group) & (gb == group) & usable
         g_scores, i_scores = scores[in_group & same], scores[in_group & ~same]
         fm, n_imp, fnm, n_gen = metrics.rates_at(g_scores, i_scores, threshold)
         fmr, fnmr = _rate(fm, n_imp), _rate(fnm, n_gen)
+        sel_i, sel_g = in_group & ~same, in_group & same
+        replicates[(group, "fmr")] = metrics.bootstrap_rates(pa[sel_i], pb[sel_i], scores[sel_i] >= threshold, weights)
+        replicates[(group, "fnmr")] = metrics.bootstrap_rates(pa[sel_g], pb[sel_g], scores[sel_g] < threshold, weights)
         if n_persons == 1:
             warnings.append(f"group {group!r} has one person: there are no different-person pairs within it, so its FMR cannot be measured")
         elif n_imp == 0:
@@ -324,9 +345,11 @@ def _groups(
             "impostor_pairs": n_imp,
             "fmr": fmr["rate"],
             "fmr_ci": fmr["ci"],
+            "fmr_ci_persons": _interval(replicates[(group, "fmr")]) if n_imp else None,
             "false_matches": fm,
             "fnmr": fnmr["rate"],
             "fnmr_ci": fnmr["ci"],
+            "fnmr_ci_persons": _interval(replicates[(group, "fnmr")]) if n_gen else None,
             "false_non_matches": fnm,
             "eer": None,
             "fmr_ratio": None,
@@ -343,12 +366,13 @@ def _groups(
     best_fmr = _best(rows, "fmr", "false_matches", "impostor_pairs")
     best_fnmr = _best(rows, "fnmr", "false_non_matches", "genuine_pairs")
     for row in rows:
-        if best_fmr is not None and row["fmr"] is not None:
-            r, lo, hi = metrics.ratio_interval(row["false_matches"], row["impostor_pairs"], best_fmr["false_matches"], best_fmr["impostor_pairs"])
-            row["fmr_ratio"], row["fmr_ratio_ci"] = r, [lo, hi]
-        if best_fnmr is not None and row["fnmr"] is not None:
-            r, lo, hi = metrics.ratio_interval(row["false_non_matches"], row["genuine_pairs"], best_fnmr["false_non_matches"], best_fnmr["genuine_pairs"])
-            row["fnmr_ratio"], row["fnmr_ratio_ci"] = r, [lo, hi]
+        for kind, best in (("fmr", best_fmr), ("fnmr", best_fnmr)):
+            if best is None or row[kind] is None or best[kind] == 0:
+                continue  # no ratio to a best group without errors
+            row[f"{kind}_ratio"] = row[kind] / best[kind]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratios = replicates[(row["group"], kind)] / replicates[(best["group"], kind)]
+            row[f"{kind}_ratio_ci"] = _interval(ratios)
     cross = (ga != gb) & (ga != "") & (gb != "") & usable & ~same
     cfm = int(np.count_nonzero(scores[cross] >= threshold))
     cross_rate = _rate(cfm, int(cross.sum()))
@@ -361,7 +385,13 @@ def _groups(
         "best_fnmr_group": best_fnmr["group"] if best_fnmr else None,
         "cross_group": {"impostor_pairs": cross_rate["trials"], "false_matches": cfm, "fmr": cross_rate["rate"], "fmr_ci": cross_rate["ci"]},
         "ungrouped_persons": len(ungrouped),
+        "bootstrap": {"replicates": metrics.BOOTSTRAP_REPLICATES, "seed": BOOTSTRAP_SEED, "unit": "persons, drawn again within each group"},
     }
+
+
+def _interval(values: np.ndarray) -> list[float | None] | None:
+    lo, hi = metrics.percentile_interval(values)
+    return None if lo is None and hi is None else [lo, hi]
 
 
 def _best(rows: list[dict[str, Any]], rate: str, errors: str, trials: str) -> dict[str, Any] | None:
@@ -456,17 +486,21 @@ def one_in(rate: float) -> str:
     return f"1 in {n:,.0f}" if n >= 10 else f"1 in {n:.1f}"
 
 
-def _false_match_sentence(errors: int, trials: int, ci: list[float] | None, who: str) -> str:
+def _false_match_sentence(errors: int, trials: int, ci: list[float | None] | None, who: str, over: str = "") -> str:
     """'about 1 in N comparisons of different people <who> is a false match (...)'."""
-    assert ci is not None
+    lo, hi = ci if ci else (None, None)
+    bound = f"95 % upper bound{over}: {one_in(hi)}" if hi else "no interval"
     if errors == 0:
-        return (
-            f"none of the {trials:,} comparisons of different people {who} was a false match "
-            f"(95 % upper bound: {one_in(ci[1])})"
-        )
+        return f"none of the {trials:,} comparisons of different people {who} was a false match ({bound})"
+    if lo and hi:
+        interval = f"95 % interval{over} {one_in(hi)} to {one_in(lo)}"
+    elif hi:
+        interval = bound
+    else:
+        interval = "no interval"
     return (
         f"about {one_in(errors / trials)} comparisons of different people {who} is a false match "
-        f"({errors:,} of {trials:,}; 95 % interval {one_in(ci[1])} to {one_in(ci[0])})"
+        f"({errors:,} of {trials:,}; {interval})"
     )
 
 
@@ -509,18 +543,19 @@ def findings(report: dict[str, Any]) -> list[str]:
                 continue
             out.append(
                 f"Group {r['group']}: at this threshold, "
-                f"{_false_match_sentence(r['false_matches'], r['impostor_pairs'], r['fmr_ci'], 'in the group')}."
+                f"{_false_match_sentence(r['false_matches'], r['impostor_pairs'], r['fmr_ci_persons'], 'in the group', ' over persons')}."
             )
         worst = max((r for r in g["rows"] if r["fmr_ratio"] is not None), key=lambda r: r["fmr_ratio"], default=None)
         if worst is not None and worst["group"] != g["best_fmr_group"]:
-            lo, hi = worst["fmr_ratio_ci"]
+            lo, hi = worst["fmr_ratio_ci"] or [None, None]
             verdict = (
                 "a difference this data supports" if lo is not None and lo > 1 else "not distinguishable from no difference on this data"
             )
+            lo_text = f"{lo:.2g}" if lo is not None else "?"
             hi_text = f"{hi:.2g}" if hi is not None else "unbounded"
             out.append(
                 f"The highest group FMR, {worst['group']}'s, is {worst['fmr_ratio']:.2g} times the lowest "
-                f"({g['best_fmr_group']}'s); conservative 95 % interval {lo:.2g} to {hi_text}: {verdict}."
+                f"({g['best_fmr_group']}'s); 95 % interval over persons {lo_text} to {hi_text}: {verdict}."
             )
         elif g["best_fmr_group"] is not None and all(r["false_matches"] == 0 for r in g["rows"] if r["fmr"] is not None):
             out.append("No group had a false match at this threshold: the FMR ratios between groups cannot be measured.")
@@ -766,29 +801,32 @@ def render_html(report: dict[str, Any], pictures: dict[str, bytes]) -> str:
         parts.append("<h2>Groups</h2>")
         parts.append(f"<p><strong>{_e(g['note'])}</strong> Groups file: {_e(g['source'] or '')}.</p>")
         parts.append(
-            "<table><tr><th class='l'>group</th><th>persons</th><th>photos</th><th>FMR</th><th>95 % interval</th>"
-            "<th>false matches / pairs</th><th>FMR ratio to best</th><th>ratio interval</th><th>FNMR</th>"
-            "<th>95 % interval</th><th>misses / pairs</th><th>EER</th></tr>"
+            "<table><tr><th class='l'>group</th><th>persons</th><th>photos</th><th>FMR</th><th>95 % (pairs)</th>"
+            "<th>95 % (persons)</th><th>false matches / pairs</th><th>FMR ratio to best</th><th>95 % (persons)</th><th>FNMR</th>"
+            "<th>95 % (persons)</th><th>misses / pairs</th><th>EER</th></tr>"
         )
         for r in g["rows"]:
             parts.append(
                 f"<tr><td class='l'>{_e(r['group'])}</td><td>{r['persons']:,}</td><td>{r['photos']:,}</td>"
-                f"<td>{_fmt(r['fmr'])}</td><td>{_ci(r['fmr_ci'])}</td><td>{r['false_matches']:,} / {r['impostor_pairs']:,}</td>"
+                f"<td>{_fmt(r['fmr'])}</td><td>{_ci(r['fmr_ci'])}</td><td>{_ci(r['fmr_ci_persons'])}</td>"
+                f"<td>{r['false_matches']:,} / {r['impostor_pairs']:,}</td>"
                 f"<td>{_fmt(r['fmr_ratio'], '.2f')}</td><td>{_ci(r['fmr_ratio_ci'])}</td>"
-                f"<td>{_fmt(r['fnmr'])}</td><td>{_ci(r['fnmr_ci'])}</td><td>{r['false_non_matches']:,} / {r['genuine_pairs']:,}</td>"
+                f"<td>{_fmt(r['fnmr'])}</td><td>{_ci(r['fnmr_ci_persons'])}</td><td>{r['false_non_matches']:,} / {r['genuine_pairs']:,}</td>"
                 f"<td>{_fmt(r['eer'] and 100 * r['eer'], '.2f')}{' %' if r['eer'] is not None else ''}</td></tr>"
             )
         c = g["cross_group"]
         parts.append(
             f"<tr><td class='l'>across groups</td><td></td><td></td><td>{_fmt(c['fmr'])}</td><td>{_ci(c['fmr_ci'])}</td>"
-            f"<td>{c['false_matches']:,} / {c['impostor_pairs']:,}</td><td colspan='6'></td></tr></table>"
+            f"<td></td><td>{c['false_matches']:,} / {c['impostor_pairs']:,}</td><td colspan='6'></td></tr></table>"
         )
         parts.append(
             "<p class='note'>A group's FMR counts different-person pairs within the group (as NIST does); the "
-            "ratio is to the group with the lowest measurable rate. Read a ratio only with its interval: an "
-            "interval that contains 1 means the data cannot tell the groups apart.</p>"
+            "ratio is to the group with the lowest measurable rate. Read a ratio only with its interval over "
+            f"persons ({metrics.BOOTSTRAP_REPLICATES} bootstrap draws): an interval that contains 1 means the data "
+            "cannot tell the groups apart. The 'pairs' interval treats every pair as independent and is too narrow "
+            "when a few people make most of the errors.</p>"
         )
-        parts.append(_img(pictures, "groups.png", "Per-group FMR and FNMR", "Per-group FMR and FNMR at the threshold with 95 % intervals (log scale).", wide=True))
+        parts.append(_img(pictures, "groups.png", "Per-group FMR and FNMR", "Per-group FMR and FNMR at the threshold with 95 % intervals over persons (bootstrap; log scale).", wide=True))
 
     cal = report["calibration"]
     parts.append("<h2>Calibration on this data</h2>")
@@ -969,9 +1007,11 @@ SCHEMA: dict[str, Any] = {
                                 "impostor_pairs": _COUNT,
                                 "fmr": _RATE,
                                 "fmr_ci": _INTERVAL,
+                                "fmr_ci_persons": _INTERVAL,
                                 "false_matches": _COUNT,
                                 "fnmr": _RATE,
                                 "fnmr_ci": _INTERVAL,
+                                "fnmr_ci_persons": _INTERVAL,
                                 "false_non_matches": _COUNT,
                                 "eer": _RATE,
                                 "fmr_ratio": _n(True, 0),
@@ -985,6 +1025,7 @@ SCHEMA: dict[str, Any] = {
                     "best_fnmr_group": {"type": ["string", "null"]},
                     "cross_group": _obj({"impostor_pairs": _COUNT, "false_matches": _COUNT, "fmr": _RATE, "fmr_ci": _INTERVAL}),
                     "ungrouped_persons": _COUNT,
+                    "bootstrap": _obj({"replicates": _COUNT, "seed": {"type": "integer"}, "unit": _STR}),
                 },
                 nullable=True,
             ),
