@@ -181,8 +181,6 @@ def identification(
     gallery_person: np.ndarray,
     probes: np.ndarray,
     probe_person: np.ndarray,
-    *,
-    chunk: int = 4096,
 ) -> Identification:
     """Search every probe embedding against the gallery embeddings (exhaustively, as the exact index
     does). A probe whose person is in the gallery is mated; the others are non-mated."""
@@ -195,6 +193,7 @@ def identification(
     if len(gallery) == 0:
         raise RegardError("identification needs a gallery: no person has two usable photos")
     g_sq = (gallery**2).sum(axis=1)
+    chunk = max(1, (1 << 22) // max(1, len(gallery)))  # probes at a time: about 32 MB of scores
     index_of = {p: k for k, p in enumerate(gallery_person.tolist())}
     mate = np.array([index_of.get(p, -1) for p in probe_person.tolist()], dtype=np.int64)
     best = np.empty(len(probes))
@@ -314,7 +313,7 @@ def person_weights(groups_of_persons: list[np.ndarray], persons: int, replicates
 
 
 def bootstrap_rates(
-    person_a: np.ndarray, person_b: np.ndarray, errors: np.ndarray, weights: np.ndarray, *, chunk: int = 100
+    person_a: np.ndarray, person_b: np.ndarray, errors: np.ndarray, weights: np.ndarray
 ) -> np.ndarray:
     """The error rate of a set of pairs in each bootstrap replicate of the persons.
 
@@ -330,6 +329,7 @@ def bootstrap_rates(
     ka, kb = keys // persons, keys % persons
     same = ka == kb
     out = np.empty(weights.shape[0])
+    chunk = max(1, (1 << 22) // max(1, keys.size))  # replicates at a time: about 32 MB per array
     for start in range(0, weights.shape[0], chunk):
         w = weights[start : start + chunk]
         pair_w = np.where(same, w[:, ka], w[:, ka] * w[:, kb])
