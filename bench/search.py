@@ -43,6 +43,24 @@ installed is reported as such (hnswlib publishes no wheels: 0.8.0, its last rele
 faiss and 12 to 14 for USearch on 2 cores; `--indexes exact,faiss` leaves USearch out. The identification section uses LFW fold 1
 alone: see `identification()`.
 
+Stores side by side (`--store postgresql://...`): the same galleries loaded into Regard's two
+store backends, a SQLite file (in a temporary folder) and the PostgreSQL database given, through
+the Store interface (`add_faces` in batches of --batch faces, one person per batch, as bulk
+enrollment writes them; each batch one transaction with its audit entry), then searched through
+`Store.search` (one query at a time, k=10, threshold 0 so all 10 come back; each search is a
+transaction with its audit entry, as in production):
+
+- load: faces/s written (bulk enrollment rate of the store, without the face pipeline);
+- index: SQLite builds its faiss index in the process at the first search; PostgreSQL builds the
+  HNSW index in the database (the index is dropped before the load and built once after it,
+  with a progress bar, maintenance_work_mem --pg-build-mem); the seconds each took;
+- p50 / p99 milliseconds of one top-10 search, and recall@10 against exact search.
+
+    python bench/search.py --store postgresql://postgres@127.0.0.1:5432/bench --sizes 1000000
+
+Use a database of its own: the run drops and rebuilds the faces table's vector index, and deletes
+its collections (bench-<size>) at the end. `--indexes none` skips the in-process index section.
+
 Output: a table on stdout, and JSON in bench/results/search.json (or --out).
 """
 
@@ -438,6 +456,120 @@ def identification(vectors: Any, names: list[str]) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------- stores side by side (--store)
+
+
+def bench_store(
+    url: str, size: int, gallery: Any, queries: Any, truth: Any, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Load `gallery` into a fresh collection of the store at `url`, build its index, search it."""
+    from tqdm import tqdm
+
+    from regard.face import QualityLevel
+    from regard.store import ConsentBasis, NewFace, SearchQuery, open_store
+
+    interactive = sys.stderr.isatty()
+    store = open_store(url)
+    backend = "postgresql" if url.startswith("postgres") else "sqlite"
+    collection = f"bench-{size}"
+    store.create_collection(collection, purpose="search benchmark", actor="bench")
+    result: dict[str, Any] = {"store": backend, "size": size}
+    if backend == "postgresql":
+        store.drop_vector_index()  # type: ignore[attr-defined]
+    row_of: dict[str, int] = {}
+    t0 = time.perf_counter()
+    with tqdm(total=size, desc=f"{backend}: loading", unit="face", disable=not interactive) as bar:
+        for start in range(0, size, args.batch):
+            person = f"p{start // args.batch:06d}"
+            store.add_person(collection, person, actor="bench")
+            store.record_consent(collection, person, basis=ConsentBasis.CONSENT, actor="bench")
+            faces = [
+                NewFace(embedding=v, box=(0.0, 0.0, 100.0, 100.0), quality_score=80.0, quality_level=QualityLevel.HIGH)
+                for v in gallery[start : start + args.batch]
+            ]
+            for i, record in enumerate(store.add_faces(collection, person, faces, actor="bench")):
+                row_of[record.face_id] = start + i
+            bar.update(len(faces))
+    load_s = time.perf_counter() - t0
+    result["load_s"] = load_s
+    result["load_faces_per_s"] = size / load_s
+    t0 = time.perf_counter()
+    if backend == "postgresql":
+        with tqdm(desc="postgresql: building HNSW", unit="tuple", disable=not interactive) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total or bar.total
+                bar.update(done - bar.n)
+
+            store.build_vector_index(maintenance_work_mem=args.pg_build_mem, progress=progress)  # type: ignore[attr-defined]
+    else:
+        store.search(collection, [SearchQuery(queries[0])], actor="bench", purpose="build the index", k=K)
+    result["index_s"] = time.perf_counter() - t0
+    for q in queries[:20]:  # warm up
+        store.search(collection, [SearchQuery(q)], actor="bench", purpose="warm up", k=K, threshold=0)
+    latencies, recalls = [], []
+    for q, t in tqdm(list(zip(queries, truth)), desc=f"{backend}: searching", disable=not interactive):
+        started = time.perf_counter()
+        found = store.search(collection, [SearchQuery(q)], actor="bench", purpose="benchmark", k=K, threshold=0)[0]
+        latencies.append(time.perf_counter() - started)
+        recalls.append(len({row_of[c.face_id] for c in found} & set(int(x) for x in t)) / K)
+    result.update(
+        p50_ms=float(np.percentile(latencies, 50) * 1e3),
+        p99_ms=float(np.percentile(latencies, 99) * 1e3),
+        recall_at_10=float(np.mean(recalls)),
+        searches=len(latencies),
+        audit_ok=bool(store.verify_audit().ok) if size <= 100_000 else None,
+    )
+    if backend == "postgresql":
+        from regard.store import postgres
+
+        result["params"] = {"exact_below": postgres.EXACT_BELOW, "ef_search": postgres.EF_SEARCH,
+                            "index": postgres.HNSW_DEFINITION.split("WITH", 1)[1].strip()}  # fmt: skip
+    t0 = time.perf_counter()
+    store.delete_collection(collection, actor="bench", reason="benchmark done")
+    result["delete_s"] = time.perf_counter() - t0
+    store.close()
+    return result
+
+
+def run_stores(model: FaceModel, vectors: Any, names: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every size in --store-sizes on SQLite and on each --store URL, in this process."""
+    from regard.index import ExactIndex
+
+    entries = []
+    for size in [int(s) for s in args.store_sizes.split(",") if s]:
+        gallery, queries, composition = make_gallery(model, vectors, names, size, args.queries, args.seed)
+        exact = ExactIndex()
+        exact.add(np.arange(len(gallery)), gallery)
+        truth, _ = exact.search(queries, K)
+        del exact
+        results = []
+        with tempfile.TemporaryDirectory(prefix="regard-store-bench-") as tmp:
+            for url in [f"sqlite:///{Path(tmp) / 'bench.db'}", *args.store]:
+                print(f"{size:,} faces: store {url.split(':', 1)[0]} ...", file=sys.stderr)
+                results.append(bench_store(url, size, gallery, queries, truth, args))
+        entries.append({"size": size, "composition": composition, "results": results})
+    return entries
+
+
+def print_stores(entries: list[dict[str, Any]]) -> None:
+    header = (
+        f"{'faces':>9}  {'store':<11} {'load faces/s':>12}  {'index s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  "
+        f"{'R@10':>6}  {'p50 vs SQLite':>13}"
+    )
+    print(header)
+    print("-" * len(header))
+    for entry in entries:
+        base = entry["results"][0]
+        for r in entry["results"]:
+            ratio = r["p50_ms"] / base["p50_ms"] if base["p50_ms"] else float("nan")
+            print(
+                f"{entry['size']:>9,}  {r['store']:<11} {r['load_faces_per_s']:12,.0f}  {r['index_s']:8.1f}  "
+                f"{r['p50_ms']:7.2f}  {r['p99_ms']:7.2f}  {r['recall_at_10']:6.3f}  {ratio:12.2f}x"
+            )
+        print()
+
+
 # ---------------------------------------------------------------- driver
 
 
@@ -503,6 +635,13 @@ def main() -> None:
     parser.add_argument("--build-threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--store", action="append", default=[], metavar="URL",
+        help="also load and search the galleries in this PostgreSQL store, beside a SQLite one (repeatable)",
+    )
+    parser.add_argument("--store-sizes", help="gallery sizes for --store (default: --sizes)")
+    parser.add_argument("--batch", type=int, default=1000, help="faces per add_faces call with --store")
+    parser.add_argument("--pg-build-mem", default="3GB", help="maintenance_work_mem for the HNSW build")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -521,7 +660,8 @@ def main() -> None:
 
     started = time.perf_counter()
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    names_wanted = [n for n in args.indexes.split(",") if n]
+    names_wanted = [n for n in args.indexes.split(",") if n and n != "none"]
+    args.store_sizes = args.store_sizes or args.sizes
     print(f"Embedding the photos of {args.data} ...", file=sys.stderr)
     t = time.perf_counter()
     vectors, names, _ = embed_fold(args.data)
@@ -543,7 +683,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="regard-search-bench-") as tmp:
         folder = Path(tmp)
-        for size in sizes:
+        for size in sizes if names_wanted else []:
             print(f"{size:,} faces: drawing the gallery, exact top-{K} ...", file=sys.stderr)
             gallery, queries, composition = make_gallery(model, vectors, names, size, args.queries, args.seed)
             exact = ExactIndex()
@@ -560,6 +700,8 @@ def main() -> None:
                 print(f"{size:,} faces: {name} ...", file=sys.stderr)
                 entry["results"].append(run_candidate(name, folder, args))
             results["sizes"].append(entry)
+    if args.store:
+        results["stores"] = run_stores(model, vectors, names, args)
     results["total_s"] = time.perf_counter() - started
 
     print()
@@ -569,7 +711,15 @@ def main() -> None:
         f"recall against exact search."
     )
     print()
-    print_table(results["sizes"])
+    if results["sizes"]:
+        print_table(results["sizes"])
+    if args.store:
+        print(
+            f"Stores side by side: top-{K} search through Store.search (one query, audit entry included), "
+            f"{args.queries} queries; load through add_faces in batches of {args.batch}; recall against exact."
+        )
+        print()
+        print_stores(results["stores"])
     i = ident
     print(
         f"Identification on LFW fold 1: gallery {i['gallery_size']} people (first photo), "

@@ -131,10 +131,64 @@ def _progress(items: list[Path]) -> Any:
     return items
 
 
+def _enroll_folders(args: argparse.Namespace) -> int:
+    """`enroll COLLECTION FOLDER --people-from-folders`: regard.bulk on every core."""
+    from regard.bulk import bulk_enroll, people_from_folders, read_consent_csv
+
+    if len(args.photos) != 1 or not Path(args.photos[0]).is_dir():
+        print("regard: --people-from-folders takes one FOLDER with a sub-folder per person", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    folder = Path(args.photos[0])
+    consents = read_consent_csv(Path(args.consent_from)) if args.consent_from else None
+    store = _store(args)
+    store.get_collection(args.collection)  # an unknown collection: fail before any work
+    total = sum(len(v) for v in people_from_folders(folder).values())
+    bar = None
+    if sys.stderr.isatty() and total > 1:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="enrolling", unit="photo", file=sys.stderr)
+    try:
+        report = bulk_enroll(
+            store,
+            args.collection,
+            folder,
+            actor=args.actor,
+            workers=args.workers,
+            batch_size=args.batch,
+            consents=consents,
+            max_pixels=args.max_pixels,
+            progress=bar.update if bar is not None else None,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    data = report.to_dict()
+    lines = [f"{item['photo']}: not enrolled ({', '.join(item['reasons'])})" for item in report.rejected]
+    if report.persons_without_consent:
+        lines.append(
+            "no valid consent, photos left alone: " + ", ".join(report.persons_without_consent)
+            + " (record consent, or pass --consent-from FILE.csv)"
+        )
+    lines.append(
+        f"{report.enrolled} enrolled, {report.skipped} already enrolled, {len(report.rejected)} not enrolled "
+        f"of {report.photos} photos in {report.seconds:.1f} s ({data['photos_per_second'] or 0:.1f} photos/s)"
+    )
+    if report.rejected:
+        lines.append("not enrolled, by reason: " + ", ".join(f"{r} {n}" for r, n in sorted(report.reasons.items())))
+    _out(args, data, "\n".join(lines))
+    return EXIT_OK if not report.rejected else EXIT_NEGATIVE
+
+
 def _enroll(args: argparse.Namespace) -> int:
     from regard.errors import ImageError
     from regard.gallery import enroll
 
+    if args.people_from_folders:
+        return _enroll_folders(args)
+    if not args.person:
+        print("regard: enroll needs --person ID, or --people-from-folders for a folder of people", file=sys.stderr)
+        return EXIT_BAD_INPUT
     store = _store(args)
     store.get_person(args.collection, args.person)  # unknown collection/person: fail before the photos
     photos = list(_photos(args.photos))
@@ -329,7 +383,18 @@ def add_store_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     enroll = command("enroll", "enroll the main face of photos (or folders) for a person", _enroll)
     enroll.add_argument("collection")
     enroll.add_argument("photos", nargs="+", metavar="PHOTO")
-    enroll.add_argument("--person", required=True)
+    enroll.add_argument("--person", help="the person the photos show")
+    enroll.add_argument(
+        "--people-from-folders", action="store_true",
+        help="PHOTO is one folder with a sub-folder per person, named by person id (all cores, resumable)",
+    )
+    enroll.add_argument(
+        "--consent-from", metavar="CSV",
+        help="with --people-from-folders: person_id,basis,reference[,expires_at][,display_name] per person; "
+        "adds missing persons and records their consent (audited)",
+    )
+    enroll.add_argument("--workers", type=int, default=os.cpu_count(), help="worker processes (default: all cores)")
+    enroll.add_argument("--batch", type=int, default=64, help="faces per database write (default %(default)s)")
 
     search = command("search", "search a collection for the faces of a photo (audited)", _search)
     search.add_argument("collection")

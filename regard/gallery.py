@@ -104,6 +104,27 @@ def rejection_reasons(face: Face, min_quality_rank: int) -> list[Reason]:
     return reasons
 
 
+def choose_face(faces: list[Face], min_quality_rank: int) -> tuple[Face | None, list[NotEnrolled]]:
+    """The face to enroll from a photo's faces (the largest that passes the gate, if any) and
+    every other face with the reasons it is not enrolled. Shared by `enroll` and bulk enrollment."""
+    chosen: Face | None = None
+    not_enrolled: list[NotEnrolled] = []
+    for face in sorted(faces, key=lambda f: f.box.width * f.box.height, reverse=True):
+        reasons = rejection_reasons(face, min_quality_rank)
+        if chosen is not None:
+            reasons = [Reason.EXCEEDS_MAX_FACES, *reasons]
+        if reasons:
+            not_enrolled.append(NotEnrolled(face, reasons))
+        else:
+            chosen = face
+    return chosen, not_enrolled
+
+
+def thumbnail(rgb: np.ndarray, face: Face) -> bytes:
+    """A small aligned JPEG of the face, for collections that opted in to thumbnails."""
+    return _thumbnail(rgb, face)
+
+
 def _thumbnail(rgb: np.ndarray, face: Face) -> bytes:
     chip = align.align(rgb, face.landmarks)
     buffer = io.BytesIO()
@@ -138,18 +159,7 @@ def enroll(
     if resume and store.has_image(collection_id, image_id):
         return EnrollResult(external_image_id=image_id, skipped=True, image_size=size)
     gate = max(collection.min_quality.rank, min_quality.rank if min_quality is not None else 0)
-    faces = detect(rgb)
-    faces.sort(key=lambda f: f.box.width * f.box.height, reverse=True)
-    chosen: Face | None = None
-    not_enrolled: list[NotEnrolled] = []
-    for face in faces:
-        reasons = rejection_reasons(face, gate)
-        if chosen is not None:
-            reasons = [Reason.EXCEEDS_MAX_FACES, *reasons]
-        if reasons:
-            not_enrolled.append(NotEnrolled(face, reasons))
-        else:
-            chosen = face
+    chosen, not_enrolled = choose_face(detect(rgb), gate)
     if chosen is None:
         return EnrollResult(external_image_id=image_id, not_enrolled=not_enrolled, image_size=size)
     assert chosen.embedding is not None

@@ -703,8 +703,10 @@ class PostgresStore(Store):
             if threshold is None:
                 fixed = row["threshold"]
                 threshold = fixed if fixed is not None else search_threshold(self.table, size)
-            conn.execute(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, k)}")
-            conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            conn.execute(
+                "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'strict_order', true)",
+                (str(max(EF_SEARCH, k)),),
+            )
             found: list[list[tuple[dict[str, Any], float]]] = []
             for vector in vectors:
                 hits = []
