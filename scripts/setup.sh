@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up Regard in ./.venv on a fresh machine: needs only Python 3.11+ and PyPI.
 #   bash scripts/setup.sh            # the library and its CLI
-#   bash scripts/setup.sh --dev      # + test tools and dlib (for the equivalence test)
+#   bash scripts/setup.sh --dev      # + test tools, dlib (for the equivalence test), the PostgreSQL client
 #   bash scripts/setup.sh --bench    # + face_recognition 1.3.0, to benchmark against
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +9,7 @@ extras=""
 bench=0
 for arg in "$@"; do
   case "$arg" in
-    --dev) extras="${extras:+$extras,}dev" ;;
+    --dev) extras="${extras:+$extras,}dev,postgres" ;;
     --bench) extras="${extras:+$extras,}bench"; bench=1 ;;
     *) echo "unknown option: $arg" >&2; exit 2 ;;
   esac
