@@ -108,3 +108,21 @@ def test_postgres_schema_is_versioned_and_applied_once(postgres_url: str) -> Non
     assert second.verify_audit().ok
     first.close()
     second.close()
+
+
+def test_postgres_store_reconnects_after_the_server_drops_it(postgres_url: str) -> None:
+    import psycopg
+
+    from regard.store.postgres import PostgresStore
+
+    store = PostgresStore(postgres_url)
+    store.create_collection("c", purpose="p", actor="a")
+    pid = store._conn.info.backend_pid  # noqa: SLF001 - the connection a restart would cut
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(psycopg.OperationalError):
+        store.get_collection("c")  # the call in flight fails...
+    assert store.get_collection("c").purpose == "p"  # ...and the next one reconnects
+    store.add_person("c", "x", actor="a")
+    assert store.verify_audit().ok
+    store.close()

@@ -117,13 +117,25 @@ class PostgresStore(Store):
         self.url = url
         self._table = table
         self._lock = threading.RLock()
-        try:
-            self._conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)  # type: ignore[arg-type]
-        except psycopg.OperationalError as exc:
-            raise InvalidArgumentError(f"cannot connect to the PostgreSQL store: {exc}".strip()) from None
-        self._conn.execute("SET TIME ZONE 'UTC'")
+        self._closed = False
+        self._conn = self._connect()
         self.schema_version = self._migrate()
         register_vector(self._conn)
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row)  # type: ignore[arg-type]
+        except psycopg.OperationalError as exc:
+            raise InvalidArgumentError(f"cannot connect to the PostgreSQL store: {exc}".strip()) from None
+        conn.execute("SET TIME ZONE 'UTC'")
+        return conn
+
+    def _ensure(self) -> None:
+        """Reconnect once if the server closed the connection (a restart, a failover): the failed
+        call raised already; the next one gets a fresh connection. Caller holds the lock."""
+        if self._conn.broken and not self._closed:
+            self._conn = self._connect()
+            register_vector(self._conn)
 
     def _migrate(self) -> int:
         """Apply the migrations this database has not had yet, in one transaction; its version."""
@@ -150,16 +162,20 @@ class PostgresStore(Store):
     @contextmanager
     def _write(self) -> Iterator[psycopg.Connection[Any]]:
         """One write transaction that first takes the audit head's row lock: writers queue."""
-        with self._lock, self._conn.transaction():
-            pglog.lock_head(self._conn)
-            yield self._conn
+        with self._lock:
+            self._ensure()
+            with self._conn.transaction():
+                pglog.lock_head(self._conn)
+                yield self._conn
 
     @contextmanager
     def _read(self) -> Iterator[psycopg.Connection[Any]]:
         """A consistent snapshot for several reads."""
-        with self._lock, self._conn.transaction():
-            self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            yield self._conn
+        with self._lock:
+            self._ensure()
+            with self._conn.transaction():
+                self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                yield self._conn
 
     def _audit(
         self, action: AuditAction, actor: str, collection: str | None, purpose: str | None, details: dict[str, Any]
@@ -168,6 +184,7 @@ class PostgresStore(Store):
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._conn.close()
 
     def audit_entries(
@@ -187,6 +204,7 @@ class PostgresStore(Store):
 
     def verify_audit(self) -> VerifyReport:
         with self._lock:
+            self._ensure()
             return pglog.verify(self._conn)
 
     # ------------------------------------------------------------------ upkeep of the vector index
@@ -696,7 +714,22 @@ class PostgresStore(Store):
         if threshold is not None and not 0 <= threshold <= 100:
             raise InvalidArgumentError("a threshold is a score from 0 to 100")
         vectors = [_vector(q.vector) for q in queries]
-        with self._lock, self._conn.transaction():
+        with self._lock:
+            self._ensure()
+            return self._search(collection_id, queries, vectors, actor, purpose, k, threshold, request)
+
+    def _search(
+        self,
+        collection_id: str,
+        queries: list[SearchQuery],
+        vectors: list[np.ndarray],
+        actor: str,
+        purpose: str,
+        k: int,
+        threshold: float | None,
+        request: dict[str, Any] | None,
+    ) -> list[list[Candidate]]:
+        with self._conn.transaction():
             conn = self._conn
             row = self._collection_row(conn, collection_id)
             size = int(row["face_count"])
