@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -16,7 +17,7 @@ from regard.models.detector import Detection
 from regard.redact import VideoError, redact_video
 from regard.redact.tracker import Tracker
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, lfw
 from .test_redact import annotated, covered
 
 PHOTO = FIXTURES / "2008_007676.jpg"
@@ -155,3 +156,159 @@ def test_corrupt_video_raises_and_leaves_no_file(tmp_path: Path) -> None:
     with pytest.raises(VideoError):
         redact_video(garbage, tmp_path / "garbage.redacted.mp4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mp4", "garbage.mp4", "pan.mp4"]
+
+
+# ---------------------------------------------------------------- --keep-collection on video
+
+CONSENTING = lfw("Angela_Bassett", 2)  # enrolled from Angela_Bassett_0001
+BYSTANDER = lfw("Anthony_Fauci", 1)  # not enrolled
+CROSS_SIZE = (480, 240)
+CROP = (slice(35, 215), slice(50, 200))  # 180 x 150 around the face of a 250 x 250 LFW photo
+SWAP_FRAME = 38
+
+
+def _crossing_positions() -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Per frame, the top-left corners of the consenting person's and the bystander's crops:
+    frames 0-27 they walk towards each other and cross (the bystander passing in front), 28-37
+    they stand apart, and at SWAP_FRAME they swap places at once (a cut), so the IoU tracker
+    carries each track over to the other person; 38-49 they stand apart again."""
+    out = []
+    for i in range(50):
+        jitter = round(2 * np.sin(i))
+        if i < 28:
+            x = 10 + round(310 * i / 27)
+            out.append(((x, 20), (330 - x, 40)))
+        elif i < SWAP_FRAME:
+            out.append(((320 + jitter, 20), (10 - jitter, 40)))
+        else:
+            out.append(((10 + jitter, 40), (320 - jitter, 20)))
+    return out
+
+
+def _background() -> np.ndarray:
+    """A CROSS_SIZE piece of dogs.jpg: texture, and no human face."""
+    width, height = CROSS_SIZE
+    photo = Image.open(FIXTURES / "dogs.jpg").convert("RGB")
+    photo = photo.resize((2 * width, round(photo.height * 2 * width / photo.width)))
+    return np.asarray(photo)[200 : 200 + height, 100 : 100 + width].copy()
+
+
+def _oval() -> np.ndarray:
+    from PIL import ImageDraw
+
+    oval = Image.new("L", (150, 180), 0)
+    ImageDraw.Draw(oval).ellipse((8, 6, 142, 174), fill=255)
+    return np.asarray(oval.filter(ImageFilter.GaussianBlur(5)), np.float32)[:, :, None] / 255
+
+
+def _paste(frame: np.ndarray, crop: np.ndarray, x: int, y: int, alpha: np.ndarray) -> None:
+    """Blend a face crop into the frame at (x, y) with a soft oval edge."""
+    under = frame[y : y + 180, x : x + 150].astype(np.float32)
+    frame[y : y + 180, x : x + 150] = np.round(alpha * crop + (1 - alpha) * under).astype(np.uint8)
+
+
+def _crop(photo: Path) -> np.ndarray:
+    from regard.image import load_image
+
+    return load_image(photo)[CROP]
+
+
+def _keep_store(tmp_path: Path) -> Any:
+    """A real SQLite store: collection "staff" with Angela Bassett enrolled (her photo 1), consenting."""
+    from regard.gallery import enroll
+    from regard.store import ConsentBasis, open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'regard.db'}")
+    store.create_collection("staff", purpose="keep staff visible in event videos", actor="tester")
+    store.add_person("staff", "angela", actor="tester")
+    store.record_consent("staff", "angela", basis=ConsentBasis.CONSENT, actor="tester", reference="release-1")
+    assert enroll(store, "staff", lfw("Angela_Bassett", 1), person_id="angela", actor="tester").enrolled
+    return store
+
+
+def make_crossing_video(path: Path) -> tuple[list[Box], list[Box]]:
+    """Two real faces (LFW crops blended into dogs.jpg with a soft oval edge) crossing and then
+    swapping places; returns, per frame, each person's face box."""
+    from regard.redact import find_faces
+
+    background, alpha = _background(), _oval()
+    crops = [_crop(CONSENTING), _crop(BYSTANDER)]
+    # Each face's box within its crop: the detector on the crop alone, over the same background.
+    offsets = []
+    for crop in crops:
+        alone = background.copy()
+        _paste(alone, crop, 100, 30, alpha)
+        (face,) = [d for d in find_faces(alone) if d.box[2] - d.box[0] > 60]
+        offsets.append((face.box[0] - 100, face.box[1] - 30, face.box[2] - 100, face.box[3] - 30))
+    out = av.open(str(path), "w")
+    video = out.add_stream("libx264", rate=FPS)
+    video.width, video.height = CROSS_SIZE
+    video.pix_fmt, video.options = "yuv420p", {"preset": "ultrafast", "crf": "16"}
+    truth: tuple[list[Box], list[Box]] = ([], [])
+    for corners in _crossing_positions():
+        frame = background.copy()
+        for person, (crop, (x, y), (l, t, r, b)) in enumerate(zip(crops, corners, offsets)):
+            _paste(frame, crop, x, y, alpha)  # the bystander last: in front when they cross
+            truth[person].append((x + l, y + t, x + r, y + b))
+        out.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+    out.mux(video.encode(None))
+    out.close()
+    return truth
+
+
+def test_keep_collection_video_never_shows_the_bystander_even_when_tracks_swap(tmp_path: Path) -> None:
+    """Both tracks swap people at SWAP_FRAME (the tracker follows positions); the kept track's face,
+    embedded again in that frame, no longer matches the probe its search matched, so it is
+    redacted there and searched again in the next frame, where the other track, now on the
+    consenting person, is searched too and kept."""
+    from regard.redact import KEEP_PURPOSE, KeepConsenting
+
+    store = _keep_store(tmp_path)
+    source, out = tmp_path / "crossing.mp4", tmp_path / "crossing.redacted.mp4"
+    consenting, bystander = make_crossing_video(source)
+
+    keep = KeepConsenting(store, "staff", actor="editor")
+    result = redact_video(source, out, mode="mask", keep=keep)
+    frames = upright_frames(out)
+    assert result.frames == len(frames) == 50 and result.kept_tracks >= 1
+    apart, visible = 0, 0
+    for i, frame in enumerate(frames):
+        mask = frame.mean(axis=2) > 127
+        assert covered(mask, bystander[i]) >= 0.9, i  # the bystander: redacted in every frame
+        if abs(consenting[i][0] - bystander[i][0]) >= 190:  # far enough apart for neither to cover the other
+            apart += 1
+            visible += covered(mask, consenting[i]) < 0.05
+    assert apart >= 30
+    assert visible >= 0.9 * apart, (visible, apart)
+    entries = store.audit_entries(collection="staff", action="search")
+    assert len(entries) == keep.searches
+    assert all(e.purpose == KEEP_PURPOSE and e.actor == "editor" for e in entries)
+    assert all(e.details["request"]["operation"] == "redact" for e in entries)
+    assert 2 <= keep.searches <= len(frames) // 5  # a few searches, never one per frame
+
+
+def test_a_kept_face_that_jumps_or_is_missed_is_redacted_in_that_frame_and_searched_again(tmp_path: Path) -> None:
+    """Frame by frame, with a real store, detector and embedder: the consenting face is kept (one
+    search), stays kept without searching while it holds still, is redacted in the frame where its
+    box jumps 0.6 face widths (the same track, so only the jump rule can catch it) and in the frame
+    where it is missing, and is searched again (audited) in the frame after each."""
+    from regard.redact import KeepConsenting, find_faces
+    from regard.redact.video import _verify
+
+    store = _keep_store(tmp_path)
+    keep = KeepConsenting(store, "staff", actor="editor")
+    background, alpha, face = _background(), _oval(), _crop(CONSENTING)
+    tracker = Tracker()
+    seen: list[tuple[set[int], int]] = []
+    ids: set[int] = set()
+    for x in (100, 100, 160, 160, None, 160, 162):
+        frame = background.copy()
+        if x is not None:
+            _paste(frame, face, x, 30, alpha)
+        tracks, _ = tracker.update(len(seen), find_faces(frame))
+        ids.update(t.id for t in tracks)
+        seen.append((_verify(keep, frame, tracks, len(seen), "frames"), keep.searches))
+    assert len(ids) == 1  # one track throughout
+    (track,) = ids
+    assert seen == [({track}, 1), ({track}, 1), (set(), 1), ({track}, 2), (set(), 2), ({track}, 3), ({track}, 3)]
+    assert len(store.audit_entries(collection="staff", action="search")) == 3

@@ -35,8 +35,13 @@ class Track:
     last_frame: int
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
     detection: Detection | None = None  # this frame's detection, if it was found in this frame
-    keep: bool = False  # set by --keep-collection when the face belongs to a consenting person
-    verified_frame: int = -1  # when the keep decision was last made
+    # --keep-collection: `keep` is True while the track is confirmed, in every frame since the
+    # gallery search that found a consenting person, to still show that person (`probe`, the
+    # embedding the search matched); `recheck` asks for a fresh search when it is next detected.
+    keep: bool = False
+    probe: np.ndarray | None = field(default=None, repr=False)
+    verified_frame: int = -1  # the frame of the last gallery search of this track's face
+    recheck: bool = False
     history: dict[int, np.ndarray] = field(default_factory=dict)  # recent detected boxes by frame
 
     def predicted(self, frame: int) -> np.ndarray:
@@ -71,6 +76,11 @@ def _grown(boxes: np.ndarray) -> np.ndarray:
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     half = (boxes[:, 2:] - boxes[:, :2]) * _GROW / 2
     return np.concatenate([centre - half, centre + half], axis=1)
+
+
+def box_iou(a: Box | np.ndarray, b: Box | np.ndarray) -> float:
+    """Intersection over union of two boxes (left, top, right, bottom)."""
+    return float(_iou_matrix(np.asarray(a, np.float64)[None], np.asarray(b, np.float64)[None])[0, 0])
 
 
 def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

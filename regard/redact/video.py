@@ -15,6 +15,15 @@ GPS tracks); `keep_metadata` copies the metadata tags.
 
 The output goes to a temporary file next to it and is renamed when complete, so an error leaves no
 partial output.
+
+With `keep` (--keep-collection), a face is left visible in a frame only when it is positively
+confirmed in that frame: its track was detected there and either searched in the gallery there
+(one audited search per frame at most, for all the faces due) or, since the search that found a
+consenting person, it still shows that person: its face, embedded again in every frame, scores at
+or above the collection's threshold against the probe the search matched, and its box did not
+jump. Anything else (a miss, a face too small or blurred to embed, a jump, a lower score) redacts
+it in that frame and asks for a fresh search; so an IoU tracker that swaps two people's tracks
+cannot carry one person's consent over to the other, not even for a frame.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ from regard.redact.faces import DEFAULT_MIN_CONFIDENCE, DEFAULT_MIN_FACE, find_f
 from regard.redact.files import atomic_output, check_output
 from regard.redact.keep import KeepConsenting
 from regard.redact.masks import DEFAULT_SCALE, Mode, Region, head_region, redact_regions
-from regard.redact.tracker import DEFAULT_PERSISTENCE, Track, Tracker
+from regard.redact.tracker import DEFAULT_PERSISTENCE, Track, Tracker, box_iou
 
 X264_PRESET = "veryfast"
 X264_CRF = 20
@@ -45,8 +54,14 @@ X264_CRF = 20
 that keeps encoding cheaper than detection. WebM outputs use VP9 in its real-time mode."""
 
 KEEP_REVERIFY_FRAMES = 15
-"""With keep, a kept track's face is searched again at least this often (frames), so a tracker
-that switches from one person to another cannot carry a consenting person's decision over."""
+"""With keep, each track's face is searched in the gallery again at least this often (frames): a
+withdrawn consent or a forgotten person takes effect, and a redacted track that now follows a
+consenting person lets them be seen. Between searches a kept track is confirmed frame by frame
+(see `_confirm`); identity is never carried over on the tracker's word alone."""
+
+KEEP_MIN_IOU = 0.3
+"""With keep, a kept track whose box overlaps its previous frame's box less than this has jumped
+(likely onto another face): it is redacted and searched again."""
 
 _QUEUE = 16
 
@@ -102,6 +117,7 @@ class _Slot:
     upright: np.ndarray
     pts: int | None
     tracks: list[Track]  # the tracks that cover it, including those first found a little later
+    visible: set[int] = field(default_factory=set)  # ids of tracks confirmed as consenting in this frame
 
 
 def _open_input(path: str) -> Any:
@@ -336,8 +352,10 @@ def _run(
     def emit(slot: _Slot) -> None:
         nonlocal best_preview
         # Covered now, `persistence` frames later, with what was seen since (see Track.cover).
-        regions = [head_region(t.cover(slot.index), scale) for t in slot.tracks if not t.keep]
-        kept = [head_region(t.cover(slot.index), scale) for t in slot.tracks if t.keep]
+        # Only tracks confirmed in this very frame stay visible; a track added by the look-back
+        # (found in a later frame) never is.
+        regions = [head_region(t.cover(slot.index), scale) for t in slot.tracks if t.id not in slot.visible]
+        kept = [head_region(t.cover(slot.index), scale) for t in slot.tracks if t.id in slot.visible]
         frame_regions.append(regions)
         if on_frame is not None:
             on_frame(slot.index, regions)
@@ -378,11 +396,10 @@ def _run(
             detections = find_faces(upright, detector=detector, min_face=min_face, min_confidence=min_confidence)
             counts["faces"] += len(detections)
             tracks, new = tracker.update(index, detections)
-            if keep is not None:
-                _verify(keep, upright, tracks, index, path)
+            visible = _verify(keep, upright, tracks, index, path) if keep is not None else set()
             track_ids.update(t.id for t in new)
-            kept_ids.update(t.id for t in tracks if t.keep)
-            slot = _Slot(index, upright, pts, list(tracks))
+            kept_ids.update(visible)
+            slot = _Slot(index, upright, pts, list(tracks), visible)
             for track in new:  # cover the frames before the face was first found
                 for earlier in buffer:
                     if index - earlier.index <= persistence:
@@ -443,17 +460,63 @@ def _run(
     )
 
 
-def _verify(keep: KeepConsenting, rgb: np.ndarray, tracks: list[Track], index: int, path: str) -> None:
-    """Search the faces of tracks that are new or due for another look, in one audited search."""
+def _verify(keep: KeepConsenting, rgb: np.ndarray, tracks: list[Track], index: int, path: str) -> set[int]:
+    """The ids of the tracks whose face may stay visible in this frame.
+
+    Kept tracks not due for a search are confirmed by `_confirm`; one that fails is redacted and
+    marked for a fresh search. If it failed on a face it was matched to (another face, a jump, a
+    face no longer recognisable), every track is marked: that is how one half of an identity
+    switch looks, and the other half may now follow the consenting person. The faces that are new, marked
+    or due (every KEEP_REVERIFY_FRAMES) are searched in the gallery together, in one audited search.
+    """
     due = [
         t for t in tracks
-        if t.detection is not None and (t.verified_frame < 0 or index - t.verified_frame >= KEEP_REVERIFY_FRAMES)
+        if t.detection is not None
+        and (t.recheck or t.verified_frame < 0 or index - t.verified_frame >= KEEP_REVERIFY_FRAMES)
     ]
-    if not due:
-        return
-    decisions = keep.decide(rgb, [t.detection for t in due], source=path, extra={"frame": index})  # type: ignore[misc]
-    for track, decision in zip(due, decisions):
-        track.keep, track.verified_frame = decision, index
+    due_ids = {t.id for t in due}
+    confirming = [t for t in tracks if t.keep and t.id not in due_ids]
+    visible = _confirm(keep, rgb, confirming, index)
+    lost = [t for t in confirming if t.id not in visible]
+    for track in lost:
+        track.keep, track.probe, track.recheck = False, None, True
+    if any(t.detection is not None for t in lost):  # found, but not the same face: maybe a switch
+        for track in tracks:
+            track.recheck = True
+    if due:
+        decisions = keep.check(rgb, [t.detection for t in due], source=path, extra={"frame": index})  # type: ignore[misc]
+        for track, decision in zip(due, decisions):
+            track.keep = decision.kept
+            track.probe = decision.embedding if decision.kept else None
+            # A face too small or blurred to recognise was not searched: search it once it can be.
+            track.recheck = decision.embedding is None
+            if decision.embedding is not None:
+                track.verified_frame = index
+            if decision.kept:
+                visible.add(track.id)
+    return visible
+
+
+def _confirm(keep: KeepConsenting, rgb: np.ndarray, kept: list[Track], index: int) -> set[int]:
+    """The ids of the kept tracks that still show the person their last search matched: detected
+    in this frame, not jumped (IoU with the previous frame's box at least KEEP_MIN_IOU), and
+    embedded again scoring at or above the collection's threshold against the matched probe. No
+    gallery search, so nothing is audited; about 7 ms of embedding per face (with its mirror
+    image, like the probe)."""
+    present = [
+        t for t in kept
+        if t.detection is not None
+        and t.probe is not None
+        and (index - 1) in t.history
+        and box_iou(t.history[index - 1], t.detection.box) >= KEEP_MIN_IOU
+    ]
+    if not present:
+        return set()
+    vectors = keep.embed(rgb, [t.detection for t in present])  # type: ignore[misc]
+    return {
+        t.id for t, vector in zip(present, vectors)
+        if vector is not None and t.probe is not None and keep.same_person(t.probe, vector)
+    }
 
 
 def _muxer_for(path: Path) -> str | None:
