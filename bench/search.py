@@ -57,6 +57,10 @@ transaction with its audit entry, as in production):
 - p50 / p99 milliseconds of one top-10 search, and recall@10 against exact search.
 
     python bench/search.py --store postgresql://postgres@127.0.0.1:5432/bench --sizes 1000000
+    python bench/search.py --store postgresql://... --store-sizes 10000 --indexes none --bulk-photos
+
+`--bulk-photos` also runs bulk enrollment (`regard enroll FOLDER --people-from-folders`: the face
+pipeline on --bulk-workers processes and batched writes) on the fold's photos into both stores.
 
 Use a database of its own: the run drops and rebuilds the faces table's vector index, and deletes
 its collections (bench-<size>) at the end. `--indexes none` skips the in-process index section.
@@ -552,6 +556,32 @@ def run_stores(model: FaceModel, vectors: Any, names: list[str], args: argparse.
     return entries
 
 
+def bench_bulk_photos(url: str, data: Path, workers: int) -> dict[str, Any]:
+    """`regard enroll --people-from-folders` on the fold's photos (a folder per person): the whole
+    pipeline on a process pool plus batched writes, into a fresh collection of the store at `url`."""
+    from regard.bulk import ConsentRow, bulk_enroll, people_from_folders
+    from regard.store import ConsentBasis, open_store
+
+    folder = data / "lfw" if (data / "lfw").is_dir() else data
+    store = open_store(url)
+    collection = "bench-bulk-photos"
+    store.create_collection(collection, purpose="bulk enrollment benchmark", actor="bench")
+    consents = [ConsentRow(p, ConsentBasis.CONSENT, "bench", None, None) for p in people_from_folders(folder)]
+    report = bulk_enroll(store, collection, folder, actor="bench", workers=workers, consents=consents)
+    store.delete_collection(collection, actor="bench", reason="benchmark done")
+    store.close()
+    return {
+        "store": "postgresql" if url.startswith("postgres") else "sqlite",
+        "workers": workers,
+        "photos": report.photos,
+        "enrolled": report.enrolled,
+        "rejected": len(report.rejected),
+        "seconds": report.seconds,
+        "photos_per_s": report.photos / report.seconds,
+        "faces_per_s": report.enrolled / report.seconds,
+    }
+
+
 def print_stores(entries: list[dict[str, Any]]) -> None:
     header = (
         f"{'faces':>9}  {'store':<11} {'load faces/s':>12}  {'index s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  "
@@ -642,6 +672,8 @@ def main() -> None:
     parser.add_argument("--store-sizes", help="gallery sizes for --store (default: --sizes)")
     parser.add_argument("--batch", type=int, default=1000, help="faces per add_faces call with --store")
     parser.add_argument("--pg-build-mem", default="3GB", help="maintenance_work_mem for the HNSW build")
+    parser.add_argument("--bulk-photos", action="store_true", help="with --store: also bulk-enroll the fold's photos")
+    parser.add_argument("--bulk-workers", type=int, default=os.cpu_count() or 1, help="worker processes for it")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -702,6 +734,12 @@ def main() -> None:
             results["sizes"].append(entry)
     if args.store:
         results["stores"] = run_stores(model, vectors, names, args)
+        if args.bulk_photos:
+            with tempfile.TemporaryDirectory(prefix="regard-bulk-bench-") as tmp:
+                results["bulk_photos"] = [
+                    bench_bulk_photos(url, args.data, args.bulk_workers)
+                    for url in [f"sqlite:///{Path(tmp) / 'bulk.db'}", *args.store]
+                ]
     results["total_s"] = time.perf_counter() - started
 
     print()
@@ -720,6 +758,14 @@ def main() -> None:
         )
         print()
         print_stores(results["stores"])
+        for b in results.get("bulk_photos", []):
+            print(
+                f"Bulk enrollment of the fold's photos into {b['store']}: {b['photos']} photos, {b['enrolled']} enrolled, "
+                f"{b['rejected']} not, in {b['seconds']:.1f} s with {b['workers']} workers: "
+                f"{b['photos_per_s']:.1f} photos/s, {b['faces_per_s']:.1f} faces/s"
+            )
+        if results.get("bulk_photos"):
+            print()
     i = ident
     print(
         f"Identification on LFW fold 1: gallery {i['gallery_size']} people (first photo), "

@@ -50,11 +50,22 @@ def lock_head(conn: psycopg.Connection[Any]) -> tuple[int, str]:
     """Lock the head row for the rest of the caller's transaction and return its (seq, hash).
 
     Every other writer waits here until this transaction ends: this is what keeps the chain linear.
+    Refuses (AuditError) a log with entries past the head, which appending would hide.
     """
-    row = _execute(conn, "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE").fetchone()
+    row = _execute(
+        conn,
+        "SELECT h.seq, h.hash, (SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1) "
+        "FROM audit_head h WHERE h.id = 1 FOR UPDATE OF h",
+    ).fetchone()
     if row is None:
         raise AuditError("audit_head has no row: the schema is damaged; refusing to append until an operator has run verify")
-    return int(row[0]), str(row[1])
+    seq, digest, tail = int(row[0]), str(row[1]), row[2]
+    if tail is not None and int(tail) > seq:
+        raise AuditError(
+            f"the log holds entries up to seq {tail} past audit_head (seq {seq}); "
+            "refusing to append until an operator has run verify"
+        )
+    return seq, digest
 
 
 def head(conn: psycopg.Connection[Any]) -> tuple[int, str] | None:
@@ -72,17 +83,16 @@ def append(
     purpose: str | None,
     details: dict[str, Any],
     now: datetime | None = None,
+    locked_head: tuple[int, str] | None = None,
 ) -> AuditEntry:
-    """Append one entry inside the caller's open transaction and return it (see log.append)."""
+    """Append one entry inside the caller's open transaction and return it (see log.append).
+
+    `locked_head` is what `lock_head` returned earlier in this same transaction, when the caller
+    took the lock first (one query less); no other entry may have been appended since.
+    """
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
         raise AuditError("audit append needs the caller's transaction to be open")
-    prev_seq, prev_hash = lock_head(conn)
-    tail = _execute(conn, "SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-    if tail is not None and int(tail[0]) > prev_seq:
-        raise AuditError(
-            f"the log holds entries up to seq {tail[0]} past audit_head (seq {prev_seq}); "
-            "refusing to append until an operator has run verify"
-        )
+    prev_seq, prev_hash = locked_head if locked_head is not None else lock_head(conn)
     entry = make_entry(
         prev_seq=prev_seq,
         prev_hash=prev_hash,
@@ -94,7 +104,8 @@ def append(
         details=details,
     )
     conn.execute(
-        f"INSERT INTO audit_log ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        f"WITH entry AS (INSERT INTO audit_log ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "RETURNING seq, hash) UPDATE audit_head SET seq = entry.seq, hash = entry.hash FROM entry WHERE id = 1",
         (
             entry.seq,
             entry.time,
@@ -107,7 +118,6 @@ def append(
             entry.hash,
         ),
     )
-    conn.execute("UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1", (entry.seq, entry.hash))
     return entry
 
 

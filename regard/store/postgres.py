@@ -118,6 +118,7 @@ class PostgresStore(Store):
         self._table = table
         self._lock = threading.RLock()
         self._closed = False
+        self._head: tuple[int, str] | None = None  # the audit head locked by the open write transaction
         self._conn = self._connect()
         self.schema_version = self._migrate()
         register_vector(self._conn)
@@ -165,8 +166,11 @@ class PostgresStore(Store):
         with self._lock:
             self._ensure()
             with self._conn.transaction():
-                pglog.lock_head(self._conn)
-                yield self._conn
+                self._head = pglog.lock_head(self._conn)
+                try:
+                    yield self._conn
+                finally:
+                    self._head = None
 
     @contextmanager
     def _read(self) -> Iterator[psycopg.Connection[Any]]:
@@ -180,7 +184,11 @@ class PostgresStore(Store):
     def _audit(
         self, action: AuditAction, actor: str, collection: str | None, purpose: str | None, details: dict[str, Any]
     ) -> None:
-        pglog.append(self._conn, action=action, actor=actor, collection=collection, purpose=purpose, details=details)
+        head, self._head = self._head, None  # locked at the start of this transaction; one entry each
+        pglog.append(
+            self._conn, action=action, actor=actor, collection=collection, purpose=purpose, details=details,
+            locked_head=head,
+        )  # fmt: skip
 
     def close(self) -> None:
         with self._lock:
@@ -731,15 +739,18 @@ class PostgresStore(Store):
     ) -> list[list[Candidate]]:
         with self._conn.transaction():
             conn = self._conn
-            row = self._collection_row(conn, collection_id)
+            # The collection, and this transaction's HNSW settings, in one round trip.
+            row = conn.execute(
+                "SELECT face_count, threshold, set_config('hnsw.ef_search', %s, true) AS ef, "
+                "set_config('hnsw.iterative_scan', 'strict_order', true) AS scan FROM collections WHERE id = %s",
+                (str(max(EF_SEARCH, k)), collection_id),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"no collection {collection_id!r}")
             size = int(row["face_count"])
             if threshold is None:
                 fixed = row["threshold"]
                 threshold = fixed if fixed is not None else search_threshold(self.table, size)
-            conn.execute(
-                "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'strict_order', true)",
-                (str(max(EF_SEARCH, k)),),
-            )
             found: list[list[tuple[dict[str, Any], float]]] = []
             for vector in vectors:
                 hits = []
@@ -750,7 +761,7 @@ class PostgresStore(Store):
                 found.append(hits)
             # The write part: from here on this search is ordered among the writers, and faces
             # erased since the query ran (committed by a writer before us) are left out.
-            pglog.lock_head(conn)
+            self._head = pglog.lock_head(conn)
             rows = [hit["row"] for hits in found for hit, _ in hits]
             alive = {r["row"] for r in conn.execute("SELECT row FROM faces WHERE row = ANY(%s)", (rows,))} if rows else set()
             results = [
