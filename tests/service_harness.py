@@ -60,10 +60,13 @@ class Service:
 
 
 @contextmanager
-def running_service(tmp: Path, *extra_args: str, env: dict[str, str] | None = None) -> Iterator[Service]:
+def running_service(
+    tmp: Path, *extra_args: str, env: dict[str, str] | None = None, store_url: str | None = None, master_key: Path | None = None
+) -> Iterator[Service]:
+    """A server on a free port over `store_url` (default: a new SQLite file in `tmp`); the log is tmp/server-PORT.log."""
     port = free_port()
-    store_url = f"sqlite:///{tmp / 'service.db'}"
-    master_key = tmp / "master.key"
+    store_url = store_url or f"sqlite:///{tmp / 'service.db'}"
+    master_key = master_key or tmp / "master.key"
     environment = {
         **os.environ,
         "REGARD_MASTER_KEY_FILE": str(master_key),
@@ -74,7 +77,8 @@ def running_service(tmp: Path, *extra_args: str, env: dict[str, str] | None = No
     store = open_store(store_url)
     KeyRing(store, master_key).create(name="bootstrap", roles=["admin"], collections=None, default_purpose=None, rate_per_minute=None, actor="setup")
     store.close()
-    log = open(tmp / "server.log", "wb")
+    log_path = tmp / f"server-{port}.log"
+    log = open(log_path, "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "regard.cli", "serve", "--port", str(port), "--store", store_url, *extra_args],
         env=environment,
@@ -86,7 +90,7 @@ def running_service(tmp: Path, *extra_args: str, env: dict[str, str] | None = No
         deadline = time.monotonic() + 120
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"the server exited: {(tmp / 'server.log').read_text()[-3000:]}")
+                raise RuntimeError(f"the server exited: {log_path.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{url}/healthz", params={"ready": 1}, timeout=2).status_code == 200:
                     break
