@@ -54,7 +54,8 @@ transaction with its audit entry, as in production):
 - index: SQLite builds its faiss index in the process at the first search; PostgreSQL builds the
   HNSW index in the database (the index is dropped before the load and built once after it,
   with a progress bar, maintenance_work_mem --pg-build-mem); the seconds each took;
-- p50 / p99 milliseconds of one top-10 search, and recall@10 against exact search.
+- p50 / p99 milliseconds of one top-10 search, and recall@10 against exact search; for PostgreSQL
+  at each hnsw.ef_search in --pg-ef (one build), SQLite with its shipped faiss settings.
 
     python bench/search.py --store postgresql://postgres@127.0.0.1:5432/bench --sizes 1000000
     python bench/search.py --store postgresql://... --store-sizes 10000 --indexes none --bulk-photos
@@ -509,26 +510,40 @@ def bench_store(
     else:
         store.search(collection, [SearchQuery(queries[0])], actor="bench", purpose="build the index", k=K)
     result["index_s"] = time.perf_counter() - t0
-    for q in queries[:20]:  # warm up
-        store.search(collection, [SearchQuery(q)], actor="bench", purpose="warm up", k=K, threshold=0)
-    latencies, recalls = [], []
-    for q, t in tqdm(list(zip(queries, truth)), desc=f"{backend}: searching", disable=not interactive):
-        started = time.perf_counter()
-        found = store.search(collection, [SearchQuery(q)], actor="bench", purpose="benchmark", k=K, threshold=0)[0]
-        latencies.append(time.perf_counter() - started)
-        recalls.append(len({row_of[c.face_id] for c in found} & set(int(x) for x in t)) / K)
-    result.update(
-        p50_ms=float(np.percentile(latencies, 50) * 1e3),
-        p99_ms=float(np.percentile(latencies, 99) * 1e3),
-        recall_at_10=float(np.mean(recalls)),
-        searches=len(latencies),
-        audit_ok=bool(store.verify_audit().ok) if size <= 100_000 else None,
-    )
+    runs = []
+    efs: list[int | None] = [None]
     if backend == "postgresql":
         from regard.store import postgres
 
-        result["params"] = {"exact_below": postgres.EXACT_BELOW, "ef_search": postgres.EF_SEARCH,
+        shipped = postgres.EF_SEARCH
+        efs = [int(x) for x in args.pg_ef.split(",") if x] if args.pg_ef else [shipped]
+        result["params"] = {"exact_below": postgres.EXACT_BELOW, "ef_search_shipped": shipped,
                             "index": postgres.HNSW_DEFINITION.split("WITH", 1)[1].strip()}  # fmt: skip
+    for ef in efs:
+        if ef is not None:
+            postgres.EF_SEARCH = ef  # each search sets hnsw.ef_search from it
+        for q in queries[:20]:  # warm up
+            store.search(collection, [SearchQuery(q)], actor="bench", purpose="warm up", k=K, threshold=0)
+        latencies, recalls = [], []
+        for q, t in tqdm(list(zip(queries, truth)), desc=f"{backend}: searching", disable=not interactive):
+            started = time.perf_counter()
+            found = store.search(collection, [SearchQuery(q)], actor="bench", purpose="benchmark", k=K, threshold=0)[0]
+            latencies.append(time.perf_counter() - started)
+            recalls.append(len({row_of[c.face_id] for c in found} & set(int(x) for x in t)) / K)
+        runs.append(
+            {
+                "ef": ef,
+                "p50_ms": float(np.percentile(latencies, 50) * 1e3),
+                "p99_ms": float(np.percentile(latencies, 99) * 1e3),
+                "recall_at_10": float(np.mean(recalls)),
+                "searches": len(latencies),
+            }
+        )
+    if backend == "postgresql":
+        postgres.EF_SEARCH = shipped
+    result["runs"] = runs
+    result.update({k: v for k, v in runs[-1].items() if k != "ef"})  # the last (default: shipped) setting
+    result["audit_ok"] = bool(store.verify_audit().ok) if size <= 100_000 else None
     t0 = time.perf_counter()
     store.delete_collection(collection, actor="bench", reason="benchmark done")
     result["delete_s"] = time.perf_counter() - t0
@@ -584,19 +599,22 @@ def bench_bulk_photos(url: str, data: Path, workers: int) -> dict[str, Any]:
 
 def print_stores(entries: list[dict[str, Any]]) -> None:
     header = (
-        f"{'faces':>9}  {'store':<11} {'load faces/s':>12}  {'index s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  "
+        f"{'faces':>9}  {'store':<11} {'ef':>4}  {'load faces/s':>12}  {'index s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  "
         f"{'R@10':>6}  {'p50 vs SQLite':>13}"
     )
     print(header)
     print("-" * len(header))
     for entry in entries:
-        base = entry["results"][0]
+        base = entry["results"][0]["runs"][-1]
         for r in entry["results"]:
-            ratio = r["p50_ms"] / base["p50_ms"] if base["p50_ms"] else float("nan")
-            print(
-                f"{entry['size']:>9,}  {r['store']:<11} {r['load_faces_per_s']:12,.0f}  {r['index_s']:8.1f}  "
-                f"{r['p50_ms']:7.2f}  {r['p99_ms']:7.2f}  {r['recall_at_10']:6.3f}  {ratio:12.2f}x"
-            )
+            for i, run in enumerate(r["runs"]):
+                ratio = run["p50_ms"] / base["p50_ms"] if base["p50_ms"] else float("nan")
+                load = f"{r['load_faces_per_s']:12,.0f}  {r['index_s']:8.1f}" if i == 0 else " " * 22
+                ef = "-" if run["ef"] is None else str(run["ef"])
+                print(
+                    f"{entry['size']:>9,}  {r['store'] if i == 0 else '':<11} {ef:>4}  {load}  "
+                    f"{run['p50_ms']:7.2f}  {run['p99_ms']:7.2f}  {run['recall_at_10']:6.3f}  {ratio:12.2f}x"
+                )
         print()
 
 
@@ -672,6 +690,7 @@ def main() -> None:
     parser.add_argument("--store-sizes", help="gallery sizes for --store (default: --sizes)")
     parser.add_argument("--batch", type=int, default=1000, help="faces per add_faces call with --store")
     parser.add_argument("--pg-build-mem", default="3GB", help="maintenance_work_mem for the HNSW build")
+    parser.add_argument("--pg-ef", help="PostgreSQL hnsw.ef_search values to measure, e.g. 200,300,400 (default: Regard's)")
     parser.add_argument("--bulk-photos", action="store_true", help="with --store: also bulk-enroll the fold's photos")
     parser.add_argument("--bulk-workers", type=int, default=os.cpu_count() or 1, help="worker processes for it")
     parser.add_argument("--worker", help=argparse.SUPPRESS)

@@ -62,7 +62,7 @@ CREATE INDEX faces_by_person ON faces (collection_id, person_id);
 CREATE INDEX faces_by_image ON faces (collection_id, external_image_id);
 CREATE INDEX faces_by_age ON faces (collection_id, created_at);
 -- Euclidean distance (vector_l2_ops): the embedder's native metric, as regard.match scores it.
-CREATE INDEX faces_embedding_hnsw ON faces USING hnsw (embedding vector_l2_ops) WITH (m = 16, ef_construction = 128);
+CREATE INDEX faces_embedding_hnsw ON faces USING hnsw (embedding vector_l2_ops) WITH (m = 24, ef_construction = 128);
 
 CREATE FUNCTION regard_count_faces_added() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
