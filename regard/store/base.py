@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from regard.errors import InvalidArgumentError
+from regard.errors import ConsentError, InvalidArgumentError
 from regard.face import QualityLevel
+from regard.match import ThresholdTable, default_table, search_threshold
 
 ID_PATTERN = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
 
@@ -37,6 +38,36 @@ def check_text(value: str | None, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidArgumentError(f"{what} is required and cannot be blank")
     return value.strip()
+
+
+def check_new_collection(
+    collection_id: str, purpose: str, actor: str, retention_days: int | None, min_quality: QualityLevel | str
+) -> tuple[str, str, QualityLevel]:
+    """The checked (purpose, actor, quality gate) of a collection to create."""
+    check_id(collection_id, "collection id")
+    purpose = check_text(purpose, "a collection's purpose")
+    actor = check_text(actor, "the actor")
+    if retention_days is not None and (not isinstance(retention_days, int) or retention_days < 1):
+        raise InvalidArgumentError("retention_days is a whole number of days, at least 1")
+    return purpose, actor, QualityLevel(min_quality)
+
+
+def check_threshold(threshold: float | None) -> float | None:
+    """A score threshold 0-100 as a float, or None."""
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 100:
+        raise InvalidArgumentError("a threshold is a score from 0 to 100")
+    return float(threshold)
+
+
+def check_search(actor: str, purpose: str, k: int, threshold: float | None) -> tuple[str, str]:
+    """The checked (actor, purpose) of a search, after checking k and the threshold."""
+    actor, purpose = check_text(actor, "the actor"), check_text(purpose, "a search's purpose")
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
+        raise InvalidArgumentError("k is a whole number from 1 to 1000")
+    check_threshold(threshold)
+    return actor, purpose
 
 
 class ConsentBasis(str, Enum):
@@ -103,6 +134,21 @@ class Consent:
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "reference": self.reference,
         }
+
+
+def check_consent(basis: ConsentBasis | str, expires_at: datetime | None, now: datetime) -> ConsentBasis:
+    """The basis of a consent to record, after checking its expiry is a future, zoned time."""
+    try:
+        basis = ConsentBasis(basis)
+    except ValueError:
+        choices = ", ".join(b.value for b in ConsentBasis)
+        raise InvalidArgumentError(f"unknown consent basis {basis!r}: use one of {choices}") from None
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise InvalidArgumentError("a consent's expiry needs a time zone")
+        if expires_at <= now:
+            raise InvalidArgumentError("a consent's expiry must be in the future")
+    return basis
 
 
 @dataclass(frozen=True)
@@ -239,8 +285,35 @@ class SweepReport:
     details: list[dict[str, Any]]
 
 
+def require_consent(person: "Person", now: datetime) -> None:
+    """ConsentError unless the person holds a consent record valid now (before enrolling faces)."""
+    if person.consent is None:
+        raise ConsentError(
+            f"person {person.id!r} has no consent record in {person.collection!r}: record one first "
+            "(regard consent record)"
+        )
+    if not person.consent.valid_at(now):
+        expiry = person.consent.expires_at.isoformat() if person.consent.expires_at else None
+        raise ConsentError(f"the consent of person {person.id!r} expired on {expiry}")
+
+
 class Store(ABC):
     """The operations every backend provides. Each call is one transaction, with its audit entry."""
+
+    _table: ThresholdTable | None = None
+
+    @property
+    def table(self) -> ThresholdTable:
+        """The score -> FMR table thresholds come from (the shipped one unless the store was given one)."""
+        return self._table or default_table()
+
+    def search_threshold(self, collection_id: str) -> float:
+        """The threshold a search of this collection uses when the caller gives none: the one set for
+        it (regard audit --apply-to), else FPIR <= 1 % at its current size."""
+        collection = self.get_collection(collection_id)
+        if collection.threshold is not None:
+            return collection.threshold
+        return search_threshold(self.table, collection.face_count)
 
     # Collections
     @abstractmethod
@@ -341,9 +414,6 @@ class Store(ABC):
         threshold: float | None = None,
         request: dict[str, Any] | None = None,
     ) -> list[list[Candidate]]: ...
-
-    @abstractmethod
-    def search_threshold(self, collection_id: str) -> float: ...
 
     @abstractmethod
     def sweep(self, *, actor: str, now: datetime | None = None) -> SweepReport: ...

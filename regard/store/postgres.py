@@ -41,9 +41,9 @@ from psycopg.rows import dict_row
 
 from regard.audit import pglog
 from regard.audit.log import AuditAction, AuditEntry, VerifyReport
-from regard.errors import AlreadyExistsError, ConsentError, InvalidArgumentError, NotFoundError
+from regard.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from regard.face import QualityLevel
-from regard.match import ThresholdTable, default_table, score_from_distance, search_threshold
+from regard.match import ThresholdTable, score_from_distance, search_threshold
 from regard.store.base import (
     ApiKey,
     Candidate,
@@ -57,8 +57,13 @@ from regard.store.base import (
     SearchQuery,
     Store,
     SweepReport,
+    check_consent,
     check_id,
+    check_new_collection,
+    check_search,
     check_text,
+    check_threshold,
+    require_consent,
 )
 from regard.store.sqlite import EMBEDDING_SIZE, MODEL_NAME
 
@@ -158,10 +163,6 @@ class PostgresStore(Store):
                 self._conn.execute("INSERT INTO regard_schema_version (version, name) VALUES (%s, %s)", (number, name))
                 version = number
             return version
-
-    @property
-    def table(self) -> ThresholdTable:
-        return self._table or default_table()
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Connection[Any]]:
@@ -307,12 +308,7 @@ class PostgresStore(Store):
         min_quality: QualityLevel = QualityLevel.MEDIUM,
         store_thumbnails: bool = False,
     ) -> Collection:
-        check_id(collection_id, "collection id")
-        purpose = check_text(purpose, "a collection's purpose")
-        actor = check_text(actor, "the actor")
-        if retention_days is not None and (not isinstance(retention_days, int) or retention_days < 1):
-            raise InvalidArgumentError("retention_days is a whole number of days, at least 1")
-        min_quality = QualityLevel(min_quality)
+        purpose, actor, min_quality = check_new_collection(collection_id, purpose, actor, retention_days, min_quality)
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM collections WHERE id = %s", (collection_id,)).fetchone():
                 raise AlreadyExistsError(f"collection {collection_id!r} exists already")
@@ -360,10 +356,7 @@ class PostgresStore(Store):
         source: dict[str, Any] | None = None,
     ) -> Collection:
         actor, reason = check_text(actor, "the actor"), check_text(reason, "a reason")
-        if threshold is not None:
-            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 100:
-                raise InvalidArgumentError("a threshold is a score from 0 to 100")
-            threshold = float(threshold)
+        threshold = check_threshold(threshold)
         with self._write() as conn:
             before = self._collection_row(conn, collection_id)["threshold"]
             conn.execute(
@@ -460,17 +453,8 @@ class PostgresStore(Store):
         reference: str | None = None,
     ) -> Consent:
         actor = check_text(actor, "the actor")
-        try:
-            basis = ConsentBasis(basis)
-        except ValueError:
-            choices = ", ".join(b.value for b in ConsentBasis)
-            raise InvalidArgumentError(f"unknown consent basis {basis!r}: use one of {choices}") from None
         now = _now()
-        if expires_at is not None:
-            if expires_at.tzinfo is None:
-                raise InvalidArgumentError("a consent's expiry needs a time zone")
-            if expires_at <= now:
-                raise InvalidArgumentError("a consent's expiry must be in the future")
+        basis = check_consent(basis, expires_at, now)
         with self._write() as conn:
             self._person(conn, collection_id, person_id)
             conn.execute(
@@ -550,14 +534,7 @@ class PostgresStore(Store):
         now = _now()
         with self._write() as conn:
             collection = self._collection(conn, self._collection_row(conn, collection_id))
-            person = self._person(conn, collection_id, person_id)
-            if person.consent is None:
-                raise ConsentError(
-                    f"person {person_id!r} has no consent record in {collection_id!r}: record one first "
-                    "(regard consent record)"
-                )
-            if not person.consent.valid_at(now):
-                raise ConsentError(f"the consent of person {person_id!r} expired on {_iso(person.consent.expires_at)}")
+            require_consent(self._person(conn, collection_id, person_id), now)
             rows = []
             for face, vector in zip(faces, vectors):
                 if face.quality_level.rank < collection.min_quality.rank:
@@ -681,14 +658,6 @@ class PostgresStore(Store):
 
     # ------------------------------------------------------------------ search
 
-    def search_threshold(self, collection_id: str) -> float:
-        """The threshold a search of this collection uses when the caller gives none: the one set for
-        it (regard audit --apply-to), else FPIR <= 1 % at its current size."""
-        collection = self.get_collection(collection_id)
-        if collection.threshold is not None:
-            return collection.threshold
-        return search_threshold(self.table, collection.face_count)
-
     def nearest(
         self, conn: psycopg.Connection[Any], collection_id: str, vector: np.ndarray, k: int, size: int
     ) -> list[dict[str, Any]]:
@@ -719,11 +688,7 @@ class PostgresStore(Store):
         request: dict[str, Any] | None = None,
     ) -> list[list[Candidate]]:
         """Top-k candidates at or above the threshold for each query, written to the audit log."""
-        actor, purpose = check_text(actor, "the actor"), check_text(purpose, "a search's purpose")
-        if not isinstance(k, int) or not 1 <= k <= 1000:
-            raise InvalidArgumentError("k is a whole number from 1 to 1000")
-        if threshold is not None and not 0 <= threshold <= 100:
-            raise InvalidArgumentError("a threshold is a score from 0 to 100")
+        actor, purpose = check_search(actor, purpose, k, threshold)
         vectors = [_vector(q.vector) for q in queries]
         with self._lock:
             self._ensure()
