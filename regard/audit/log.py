@@ -55,6 +55,7 @@ import numpy as np
 from regard.errors import RegardError
 
 __all__ = [
+    "COLUMNS",
     "AUDIT_SCHEMA",
     "AUDIT_SCHEMA_STATEMENTS",
     "GENESIS_HASH",
@@ -69,6 +70,8 @@ __all__ = [
     "check_details",
     "create_schema",
     "entries",
+    "entries_query",
+    "entry_from_row",
     "entry_hash",
     "format_time",
     "make_entry",
@@ -133,6 +136,7 @@ Run it with `conn.executescript(AUDIT_SCHEMA)` (which commits first) or, inside 
 """
 
 _COLUMNS = "seq, time, actor, action, collection, purpose, details, prev_hash, hash"
+COLUMNS = _COLUMNS  # the audit_log columns in row order, for the PostgreSQL log (pglog.py) too
 _SQL_HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1"
 _SQL_TAIL = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
 _SQL_INSERT = f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -581,26 +585,45 @@ def entries(
     `since` is inclusive and `until` exclusive; both must be timezone-aware. `limit` keeps the first
     `limit` entries of that order (so `newest_first=True, limit=10` is the ten newest).
     """
+    sql, params = entries_query(
+        "?", collection=collection, action=action, actor=actor, since=since, until=until, limit=limit, newest_first=newest_first
+    )
+    return [entry_from_row(row) for row in conn.execute(sql, params)]
+
+
+def entries_query(
+    placeholder: str,
+    *,
+    collection: str | None = None,
+    action: AuditAction | str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+    newest_first: bool = False,
+) -> tuple[str, list[Any]]:
+    """The SELECT of `entries` and its parameters, with the driver's `placeholder` ("?" for
+    SQLite, "%s" for PostgreSQL): one query builder for both backends."""
     where: list[str] = []
     params: list[Any] = []
     if collection is not None:
-        where.append("collection = ?")
+        where.append(f"collection = {placeholder}")
         params.append(collection)
     if action is not None:
         try:
             value = AuditAction(action).value
         except ValueError:
             raise AuditError(f"unknown audit action {action!r}") from None
-        where.append("action = ?")
+        where.append(f"action = {placeholder}")
         params.append(value)
     if actor is not None:
-        where.append("actor = ?")
+        where.append(f"actor = {placeholder}")
         params.append(actor)
     if since is not None:
-        where.append("time >= ?")
+        where.append(f"time >= {placeholder}")
         params.append(format_time(since))
     if until is not None:
-        where.append("time < ?")
+        where.append(f"time < {placeholder}")
         params.append(format_time(until))
     sql = f"SELECT {_COLUMNS} FROM audit_log"
     if where:
@@ -609,15 +632,16 @@ def entries(
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise AuditError(f"limit must be a non-negative integer, got {limit!r}")
-        sql += " LIMIT ?"
+        sql += f" LIMIT {placeholder}"
         params.append(limit)
-    return [_entry_from_row(row) for row in conn.execute(sql, params)]
+    return sql, params
 
 
-def _entry_from_row(row: Row) -> AuditEntry:
+def entry_from_row(row: Row) -> AuditEntry:
+    """An entry from a row of the audit_log columns, in order (either backend)."""
     seq, time, actor, action, collection, purpose, details, prev_hash, digest = row
     return AuditEntry(
-        seq=seq,
+        seq=int(seq),
         time=time,
         actor=actor,
         action=AuditAction(action),

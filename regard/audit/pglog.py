@@ -18,7 +18,6 @@ the hash is over the canonical text.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,20 +25,20 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from regard.audit.log import (
+    COLUMNS,
     AuditAction,
     AuditEntry,
     AuditError,
     ChainChecker,
     VerifyReport,
     canonical_json,
+    entries_query,
+    entry_from_row,
     format_time,
     make_entry,
 )
 
 __all__ = ["append", "entries", "head", "lock_head", "verify"]
-
-COLUMNS = "seq, time, actor, action, collection, purpose, details, prev_hash, hash"
-
 
 def _execute(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> psycopg.Cursor[tuple[Any, ...]]:
     """Run a statement with rows as tuples, whatever the connection's own row factory."""
@@ -133,52 +132,10 @@ def entries(
     newest_first: bool = False,
 ) -> list[AuditEntry]:
     """Entries matching every filter given, in seq order (see log.entries)."""
-    where: list[str] = []
-    params: list[Any] = []
-    if collection is not None:
-        where.append("collection = %s")
-        params.append(collection)
-    if action is not None:
-        try:
-            value = AuditAction(action).value
-        except ValueError:
-            raise AuditError(f"unknown audit action {action!r}") from None
-        where.append("action = %s")
-        params.append(value)
-    if actor is not None:
-        where.append("actor = %s")
-        params.append(actor)
-    if since is not None:
-        where.append("time >= %s")
-        params.append(format_time(since))
-    if until is not None:
-        where.append("time < %s")
-        params.append(format_time(until))
-    sql = f"SELECT {COLUMNS} FROM audit_log"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
-    if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise AuditError(f"limit must be a non-negative integer, got {limit!r}")
-        sql += " LIMIT %s"
-        params.append(limit)
-    return [_entry(row) for row in _execute(conn, sql, params).fetchall()]
-
-
-def _entry(row: tuple[Any, ...]) -> AuditEntry:
-    seq, time, actor, action, collection, purpose, details, prev_hash, digest = row
-    return AuditEntry(
-        seq=int(seq),
-        time=time,
-        actor=actor,
-        action=AuditAction(action),
-        collection=collection,
-        purpose=purpose,
-        details=json.loads(details),
-        prev_hash=prev_hash,
-        hash=digest,
+    sql, params = entries_query(
+        "%s", collection=collection, action=action, actor=actor, since=since, until=until, limit=limit, newest_first=newest_first
     )
+    return [entry_from_row(row) for row in _execute(conn, sql, params).fetchall()]
 
 
 def verify(
