@@ -129,7 +129,7 @@ class PhotoOutcome:
 
 def analyse_photo(path: str, person_id: str, image_id: str, gate: int, thumbnails: bool, max_pixels: int) -> PhotoOutcome:
     """Decode, detect and embed one photo in a worker, and choose the face to enroll."""
-    from regard.gallery import choose_face, decode_photo, thumbnail
+    from regard.gallery import choose_face, decode_photo, new_face
     from regard.pipeline import detect
 
     try:
@@ -140,16 +140,7 @@ def analyse_photo(path: str, person_id: str, image_id: str, gate: int, thumbnail
     reasons = tuple(sorted({r.value for n in others for r in n.reasons}))
     if chosen is None:
         return PhotoOutcome(path, person_id, None, reasons or (NO_FACE,))
-    assert chosen.embedding is not None
-    face = NewFace(
-        embedding=chosen.embedding,
-        box=(chosen.box.left, chosen.box.top, chosen.box.width, chosen.box.height),
-        quality_score=chosen.quality.score,
-        quality_level=chosen.quality.level,
-        external_image_id=image_id,
-        thumbnail=thumbnail(rgb, chosen) if thumbnails else None,
-    )
-    return PhotoOutcome(path, person_id, face, reasons)
+    return PhotoOutcome(path, person_id, new_face(rgb, chosen, image_id, with_thumbnail=thumbnails), reasons)
 
 
 def _analyse(task: tuple[str, str, str, int, bool, int]) -> PhotoOutcome:

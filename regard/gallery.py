@@ -122,14 +122,23 @@ def choose_face(faces: list[Face], min_quality_rank: int) -> tuple[Face | None, 
 
 def thumbnail(rgb: np.ndarray, face: Face) -> bytes:
     """A small aligned JPEG of the face, for collections that opted in to thumbnails."""
-    return _thumbnail(rgb, face)
-
-
-def _thumbnail(rgb: np.ndarray, face: Face) -> bytes:
     chip = align.align(rgb, face.landmarks)
     buffer = io.BytesIO()
     Image.fromarray(chip).save(buffer, "JPEG", quality=85)
     return buffer.getvalue()
+
+
+def new_face(rgb: np.ndarray, face: Face, external_image_id: str, *, with_thumbnail: bool) -> NewFace:
+    """What the store keeps of a face chosen for enrollment (never the photo)."""
+    assert face.embedding is not None
+    return NewFace(
+        embedding=face.embedding,
+        box=(face.box.left, face.box.top, face.box.width, face.box.height),
+        quality_score=face.quality.score,
+        quality_level=face.quality.level,
+        external_image_id=external_image_id,
+        thumbnail=thumbnail(rgb, face) if with_thumbnail else None,
+    )
 
 
 def enroll(
@@ -162,15 +171,7 @@ def enroll(
     chosen, not_enrolled = choose_face(detect(rgb), gate)
     if chosen is None:
         return EnrollResult(external_image_id=image_id, not_enrolled=not_enrolled, image_size=size)
-    assert chosen.embedding is not None
-    new = NewFace(
-        embedding=chosen.embedding,
-        box=(chosen.box.left, chosen.box.top, chosen.box.width, chosen.box.height),
-        quality_score=chosen.quality.score,
-        quality_level=chosen.quality.level,
-        external_image_id=image_id,
-        thumbnail=_thumbnail(rgb, chosen) if collection.store_thumbnails else None,
-    )
+    new = new_face(rgb, chosen, image_id, with_thumbnail=collection.store_thumbnails)
     records = store.add_faces(collection_id, person_id, [new], actor=actor)
     return EnrollResult(
         external_image_id=image_id, enrolled=records, not_enrolled=not_enrolled, image_size=size, enrolled_faces=[chosen]
