@@ -421,7 +421,7 @@ def search(
     return {
         "collection": collection_id,
         "threshold": threshold,
-        "threshold_fmr": store.table.fmr_estimate(threshold) if hasattr(store, "table") else None,
+        "threshold_fmr": store.table.fmr_estimate(threshold),
         "note": "candidates for a person to review, not identifications",
         "faces": hits,
     }

@@ -47,13 +47,13 @@ from regard.errors import (
     RegardError,
 )
 from regard.face import LANDMARK_NAMES, Face, QualityLevel
-from regard.match import compare_embeddings, default_table
+from regard.match import compare_embeddings
 from regard.pipeline import detect
 from regard.service.app import AWS_JSON, ServiceState, state_of
 from regard.service.auth import Caller, Unauthorized, public_reason
 from regard.service.keys import AuthError
 from regard.service.sigv4 import verify_sigv4
-from regard.store.base import ConsentBasis, Role, SearchQuery, Store
+from regard.store.base import ConsentBasis, FaceRecord, Role, SearchQuery, Store
 
 router = APIRouter()
 
@@ -166,12 +166,8 @@ class Call:
         value = self.number(name, 0.0, 100.0, None)
         threshold = float(default if value is None else value)
         self.response_headers["X-Regard-Threshold"] = f"{threshold:.2f}"
-        self.response_headers["X-Regard-Threshold-FMR"] = f"{_table(self.store).fmr_estimate(threshold):.3g}"
+        self.response_headers["X-Regard-Threshold-FMR"] = f"{self.store.table.fmr_estimate(threshold):.3g}"
         return threshold
-
-
-def _table(store: Store) -> Any:
-    return getattr(store, "table", None) or default_table()
 
 
 def _page(call: Call, items: list[Any], max_results: int) -> tuple[list[Any], str | None]:
@@ -245,9 +241,9 @@ def _largest(faces: list[Face]) -> Face | None:
     return max(faces, key=lambda f: f.box.width * f.box.height) if faces else None
 
 
-def _stored_face(store: Store, collection_id: str, face_id: str) -> dict[str, Any]:
-    record = store.get_face(collection_id, face_id)
-    out: dict[str, Any] = {"FaceId": record.face_id, "IndexFacesModelVersion": store.get_collection(collection_id).model}
+def _face_shape(record: FaceRecord, model: str) -> dict[str, Any]:
+    """A stored face as Rekognition's Face (no geometry: Regard keeps none)."""
+    out: dict[str, Any] = {"FaceId": record.face_id, "IndexFacesModelVersion": model}
     if record.external_image_id:
         out["ExternalImageId"] = record.external_image_id
     if record.person_id:
@@ -275,7 +271,7 @@ def detect_faces(call: Call) -> dict[str, Any]:
 def compare_faces(call: Call) -> dict[str, Any]:
     call.caller.require(Role.DETECT)
     level = call.quality_filter("NONE")
-    threshold = call.threshold("SimilarityThreshold", _table(call.store).threshold_for(1e-3))
+    threshold = call.threshold("SimilarityThreshold", call.store.table.threshold_for(1e-3))
     source_rgb, _ = call.image("SourceImage")
     target_rgb, _ = call.image("TargetImage")
     source = _largest([f for f in detect(source_rgb) if _passes(f, level)])
@@ -347,12 +343,8 @@ _FACE_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 def _person_for_index(call: Call, collection_id: str, external_image_id: str | None) -> str:
     person_id = (call.headers.get("x-regard-user-id") or "").strip() or None
-    if person_id is None and external_image_id is not None:
-        try:
-            call.store.get_person(collection_id, external_image_id)
-            person_id = external_image_id
-        except (NotFoundError, InvalidArgumentError):
-            person_id = None
+    if person_id is None and external_image_id is not None and _user_exists(call, collection_id, external_image_id):
+        person_id = external_image_id
     if person_id is None:
         raise InvalidArgumentError(
             "Regard enrolls a face only for a user with recorded consent: create the user (CreateUser with the "
@@ -382,28 +374,20 @@ def index_faces(call: Call) -> dict[str, Any]:
         resume=False,
     )
     size = (rgb.shape[1], rgb.shape[0])
+    model = call.store.get_collection(collection_id).model
     records = []
     for record, face in zip(result.enrolled, result.enrolled_faces):
         detail = face_detail(rgb, face)
-        stored: dict[str, Any] = {
-            "FaceId": record.face_id,
-            "BoundingBox": _ratio_box(*record.box, size),
-            "Confidence": detail["Confidence"],
-            "IndexFacesModelVersion": call.store.get_collection(collection_id).model,
-            "UserId": person_id,
-        }
-        if external_image_id:
-            stored["ExternalImageId"] = external_image_id
+        stored = _face_shape(record, model)
+        stored.update(BoundingBox=_ratio_box(*record.box, size), Confidence=detail["Confidence"])
+        if not external_image_id:  # the photo's sha256 stands in for it in the store; not the caller's
+            stored.pop("ExternalImageId", None)
         records.append({"Face": stored, "FaceDetail": detail})
     unindexed = [
         {"Reasons": [_REASONS[r.value] for r in n.reasons], "FaceDetail": face_detail(rgb, n.face)}
         for n in result.not_enrolled
     ]
-    return {
-        "FaceRecords": records,
-        "UnindexedFaces": unindexed,
-        "FaceModelVersion": call.store.get_collection(collection_id).model,
-    }
+    return {"FaceRecords": records, "UnindexedFaces": unindexed, "FaceModelVersion": model}
 
 
 def list_faces(call: Call) -> dict[str, Any]:
@@ -417,15 +401,7 @@ def list_faces(call: Call) -> dict[str, Any]:
         records = [r for r in records if r.face_id in wanted]
     page, token = _page(call, records, max_results)
     model = call.store.get_collection(collection_id).model
-    faces = []
-    for r in page:
-        face: dict[str, Any] = {"FaceId": r.face_id, "IndexFacesModelVersion": model}
-        if r.external_image_id:
-            face["ExternalImageId"] = r.external_image_id
-        if r.person_id:
-            face["UserId"] = r.person_id
-        faces.append(face)
-    out: dict[str, Any] = {"Faces": faces, "FaceModelVersion": model}
+    out: dict[str, Any] = {"Faces": [_face_shape(r, model) for r in page], "FaceModelVersion": model}
     if token:
         out["NextToken"] = token
     return out
@@ -459,8 +435,11 @@ def delete_faces(call: Call) -> dict[str, Any]:
     return {"DeletedFaces": deleted, "UnsuccessfulFaceDeletions": failed}
 
 
-def _matches(call: Call, collection_id: str, candidates: list[Any]) -> list[dict[str, Any]]:
-    return [{"Similarity": c.score, "Face": _stored_face(call.store, collection_id, c.face_id)} for c in candidates]
+def _matches(call: Call, collection_id: str, candidates: list[Any], model: str) -> list[dict[str, Any]]:
+    return [
+        {"Similarity": c.score, "Face": _face_shape(call.store.get_face(collection_id, c.face_id), model)}
+        for c in candidates
+    ]
 
 
 def search_faces(call: Call) -> dict[str, Any]:
@@ -471,11 +450,8 @@ def search_faces(call: Call) -> dict[str, Any]:
     candidates = gallery.search_face(
         call.store, collection_id, face_id, actor=call.caller.actor, purpose=call.purpose(), k=k, threshold=threshold
     )
-    return {
-        "SearchedFaceId": face_id,
-        "FaceMatches": _matches(call, collection_id, candidates),
-        "FaceModelVersion": call.store.get_collection(collection_id).model,
-    }
+    model = call.store.get_collection(collection_id).model
+    return {"SearchedFaceId": face_id, "FaceMatches": _matches(call, collection_id, candidates, model), "FaceModelVersion": model}
 
 
 def _probe(call: Call, level: QualityLevel | None) -> tuple[np.ndarray, str, Face, list[Face]]:
@@ -501,11 +477,12 @@ def search_faces_by_image(call: Call) -> dict[str, Any]:
         request={"operation": "SearchFacesByImage"},
     )[0]
     detail = face_detail(rgb, probe)
+    model = call.store.get_collection(collection_id).model
     return {
         "SearchedFaceBoundingBox": detail["BoundingBox"],
         "SearchedFaceConfidence": detail["Confidence"],
-        "FaceMatches": _matches(call, collection_id, hit.candidates),
-        "FaceModelVersion": call.store.get_collection(collection_id).model,
+        "FaceMatches": _matches(call, collection_id, hit.candidates, model),
+        "FaceModelVersion": model,
     }
 
 
@@ -562,7 +539,7 @@ def list_users(call: Call) -> dict[str, Any]:
     return out
 
 
-def _user_faces(call: Call, operation: str) -> tuple[str, str, list[tuple[str, str | None]]]:
+def _user_faces(call: Call) -> tuple[str, str, list[tuple[str, str | None]]]:
     """The collection, the user, and for each face id asked: (face id, its user or None if unknown)."""
     collection_id = call.collection(Role.ENROLL)
     user_id = call.ident("UserId", _USER_ID, 128)
@@ -576,20 +553,24 @@ def _user_faces(call: Call, operation: str) -> tuple[str, str, list[tuple[str, s
     return collection_id, user_id, faces
 
 
+def _refused(face_id: str, owner: str | None) -> dict[str, Any]:
+    """An Unsuccessful(Dis)Association entry: the face is unknown, or another user's."""
+    entry: dict[str, Any] = {"FaceId": face_id, "Reasons": ["FACE_NOT_FOUND" if owner is None else "ASSOCIATED_TO_A_DIFFERENT_USER"]}
+    if owner:
+        entry["UserId"] = owner
+    return entry
+
+
 def associate_faces(call: Call) -> dict[str, Any]:
     # A face enrolled in Regard belongs to its consenting user from the start, so association only
     # confirms it; a face of another user cannot be moved (that user's consent covers it).
-    collection_id, user_id, faces = _user_faces(call, "AssociateFaces")
+    collection_id, user_id, faces = _user_faces(call)
     associated, failed = [], []
     for face_id, owner in faces:
         if owner == user_id:
             associated.append({"FaceId": face_id})
         else:
-            reason = "FACE_NOT_FOUND" if owner is None else "ASSOCIATED_TO_A_DIFFERENT_USER"
-            entry: dict[str, Any] = {"FaceId": face_id, "Reasons": [reason]}
-            if owner:
-                entry["UserId"] = owner
-            failed.append(entry)
+            failed.append(_refused(face_id, owner))
     return {
         "AssociatedFaces": associated,
         "UnsuccessfulFaceAssociations": failed,
@@ -599,7 +580,7 @@ def associate_faces(call: Call) -> dict[str, Any]:
 
 def disassociate_faces(call: Call) -> dict[str, Any]:
     # A face without a consenting user has no basis to be kept: disassociating erases it.
-    collection_id, user_id, faces = _user_faces(call, "DisassociateFaces")
+    collection_id, user_id, faces = _user_faces(call)
     reason = call.reason("DisassociateFaces")
     done, failed = [], []
     for face_id, owner in faces:
@@ -607,13 +588,7 @@ def disassociate_faces(call: Call) -> dict[str, Any]:
             call.store.delete_face(collection_id, face_id, actor=call.caller.actor, reason=reason)
             done.append({"FaceId": face_id})
         else:
-            entry: dict[str, Any] = {
-                "FaceId": face_id,
-                "Reasons": ["FACE_NOT_FOUND" if owner is None else "ASSOCIATED_TO_A_DIFFERENT_USER"],
-            }
-            if owner:
-                entry["UserId"] = owner
-            failed.append(entry)
+            failed.append(_refused(face_id, owner))
     return {
         "DisassociatedFaces": done,
         "UnsuccessfulFaceDisassociations": failed,
