@@ -518,7 +518,7 @@ def bench_store(
         shipped = postgres.EF_SEARCH
         efs = [int(x) for x in args.pg_ef.split(",") if x] if args.pg_ef else [shipped]
         result["params"] = {"exact_below": postgres.EXACT_BELOW, "ef_search_shipped": shipped,
-                            "index": postgres.HNSW_DEFINITION.split("WITH", 1)[1].strip()}  # fmt: skip
+                            "index": postgres.HNSW_DEFINITION.split("USING hnsw", 1)[1].strip()}  # fmt: skip
     for ef in efs:
         if ef is not None:
             postgres.EF_SEARCH = ef  # each search sets hnsw.ef_search from it

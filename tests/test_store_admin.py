@@ -104,7 +104,7 @@ def test_postgres_schema_is_versioned_and_applied_once(postgres_url: str) -> Non
         versions = [r[0] for r in conn.execute("SELECT version FROM regard_schema_version ORDER BY version")]
         index = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'faces_embedding_hnsw'").fetchone()
     assert versions == [v for v, _, _ in migrations()]
-    assert index is not None and "hnsw" in index[0] and "vector_l2_ops" in index[0]
+    assert index is not None and "hnsw" in index[0] and "halfvec_l2_ops" in index[0]
     assert second.verify_audit().ok
     first.close()
     second.close()
@@ -125,4 +125,63 @@ def test_postgres_store_reconnects_after_the_server_drops_it(postgres_url: str) 
     assert store.get_collection("c").purpose == "p"  # ...and the next one reconnects
     store.add_person("c", "x", actor="a")
     assert store.verify_audit().ok
+    store.close()
+
+
+def test_search_depth_grows_with_a_shrinking_share_of_the_table() -> None:
+    from regard.store.postgres import EF_SEARCH, EF_SEARCH_MAX, search_depth
+
+    assert search_depth(1_000_000, 1_000_000) == (EF_SEARCH, False)
+    assert search_depth(500_000, 1_000_000) == (min(2 * EF_SEARCH, EF_SEARCH_MAX), False)
+    deep, iterative = search_depth(1_000, 1_000_000)  # too small a share for any depth
+    assert deep == EF_SEARCH_MAX and iterative
+    assert search_depth(10, 0) == (EF_SEARCH, False)  # counts not yet updated: never divide by zero
+
+
+def test_postgres_large_collections_are_searched_through_the_halfvec_index(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above EXACT_BELOW faces the planner walks the HNSW graph of half-precision copies; the
+    candidates come back scored with the exact vectors, nearest first, from this collection only."""
+    import numpy as np
+
+    from regard.face import QualityLevel
+    from regard.match import score_from_distance
+    from regard.store import ConsentBasis, NewFace, SearchQuery
+    from regard.store import postgres
+
+    monkeypatch.setattr(postgres, "EXACT_BELOW", 100)
+    rng = np.random.default_rng(7)
+    store = postgres.PostgresStore(postgres_url)
+    vectors = {}
+    for collection, people in (("big", 60), ("other", 20)):
+        store.create_collection(collection, purpose="test", actor="t")
+        vectors[collection] = rng.normal(0, 0.15, (people * 5, 128)).astype(np.float32)
+        for p in range(people):
+            person = f"p{p}"
+            store.add_person(collection, person, actor="t")
+            store.record_consent(collection, person, basis=ConsentBasis.CONSENT, actor="t")
+            faces = [
+                NewFace(embedding=v, box=(0, 0, 10, 10), quality_score=80.0, quality_level=QualityLevel.HIGH)
+                for v in vectors[collection][p * 5 : p * 5 + 5]
+            ]
+            store.add_faces(collection, person, faces, actor="t")
+    # A table this small would be sorted in full: make the graph the planner's only ordered path.
+    for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+        store._conn.execute(f"SET {setting} = off")
+    query = vectors["big"][17] + rng.normal(0, 0.01, 128).astype(np.float32)
+    found = store.search("big", [SearchQuery(query)], actor="t", purpose="test", k=10, threshold=0)[0]
+    exact = np.sort(np.linalg.norm(vectors["big"] - query, axis=1))[:10]
+    assert [c.person_id for c in found][0] == "p3"  # row 17 is the third person's third face
+    assert np.allclose([c.score for c in found], score_from_distance(exact), atol=1e-3)  # exact scores, in order
+    assert len({c.face_id for c in found}) == 10
+    plan = "\n".join(
+        r["QUERY PLAN"]
+        for r in store._conn.execute(
+            f"EXPLAIN SELECT row FROM faces WHERE collection_id = 'big' "
+            f"ORDER BY {postgres.INDEXED} <-> %s::halfvec(128) LIMIT 10",
+            (query,),
+        )
+    )
+    assert postgres.HNSW_INDEX in plan
     store.close()

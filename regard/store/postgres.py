@@ -13,11 +13,13 @@ checks, errors, audit entries and erasure. What differs is how:
   audit chain stays linear whatever the number of processes, and each writer sees everything
   committed before it (READ COMMITTED), so a consent check and the insert it guards cannot
   interleave with a revocation.
-- Search runs in the database: vectors live in a `vector(128)` column with an HNSW index
-  (Euclidean distance, the embedder's metric). Collections smaller than EXACT_BELOW faces are
-  searched exactly (every face of the collection; at that size as fast, and never misses); larger
-  ones through the HNSW graph with `SET LOCAL hnsw.ef_search` and pgvector's iterative scan, so a
-  filter on the collection still returns k results. Distances are computed exactly either way.
+- Search runs in the database: vectors live in a `vector(128)` column, with an HNSW index of their
+  half-precision copies (Euclidean distance, the embedder's metric). Collections smaller than
+  EXACT_BELOW faces are searched exactly (every face of the collection; at that size as fast, and
+  never misses); larger ones through the HNSW graph, with a search depth (`hnsw.ef_search`, set for
+  the transaction) that grows as the collection's share of the table shrinks, and pgvector's
+  iterative scan where the share is too small for any depth (`search_depth`), so the filter on the
+  collection still returns k results. Distances are computed exactly either way.
 - Erasure deletes the rows in the erasing transaction: no live table holds the vector afterwards.
   The bytes of deleted rows stay in the table's pages until VACUUM reuses them, in the write-ahead
   log until it is recycled, and in backups: see docs/STORAGE.md and `purge_erased`.
@@ -26,6 +28,7 @@ checks, errors, audit entries and erasure. What differs is how:
 from __future__ import annotations
 
 import json
+import math
 import threading
 import uuid
 from collections.abc import Iterator
@@ -73,17 +76,37 @@ Measured on 2 cores: an exact scan costs about 0.45 ms per 1,000 faces (44 ms at
 HNSW search of a million does, and has perfect recall."""
 
 EF_SEARCH = 400
-"""HNSW search depth (pgvector's hnsw.ef_search). bench/search.py, 1M faces, 2 cores, m 24: recall@10
-0.954 / 0.975 / 0.985 and p50 17 / 23 / 30 ms (search and its audit entry) at ef 200 / 300 / 400;
-recall is kept over speed. At 100k faces ef 400 has recall 1.000 at 14 ms."""
+"""HNSW search depth (pgvector's hnsw.ef_search) for a collection that is the whole table; see
+`search_depth` for one that shares it. bench/search.py --store, 1M faces, 2 cores: see docs/STORAGE.md."""
+
+EF_SEARCH_MAX = 1000
+"""pgvector's largest hnsw.ef_search."""
+
+INDEXED = "embedding::halfvec(128)"
+"""What the HNSW index holds: half-precision copies of the embeddings (migration 0002). Candidates
+are found by their distance in it and scored with the exact vectors of the faces table."""
 
 HNSW_INDEX = "faces_embedding_hnsw"
 HNSW_DEFINITION = (
-    f"CREATE INDEX IF NOT EXISTS {HNSW_INDEX} ON faces USING hnsw (embedding vector_l2_ops) "
+    f"CREATE INDEX IF NOT EXISTS {HNSW_INDEX} ON faces USING hnsw (({INDEXED}) halfvec_l2_ops) "
     "WITH (m = 24, ef_construction = 128)"
 )
-"""The vector index as migration 0001 creates it; `build_vector_index` recreates it after a bulk load.
+"""The vector index as the migrations create it; `build_vector_index` recreates it after a bulk load.
 m 24 rather than pgvector's default 16: at 1M faces recall@10 0.985 against 0.959 at ef 400."""
+
+
+def search_depth(collection_faces: int, table_faces: int) -> tuple[int, bool]:
+    """(hnsw.ef_search, iterative scan?) for a collection of `collection_faces` in a table of
+    `table_faces`. The index covers every collection, and the filter on the collection keeps about
+    its share of the graph's candidates: the depth grows by the inverse of that share so about
+    EF_SEARCH of its own faces are examined, as when it is alone. Where even pgvector's largest
+    depth cannot do that (a share under 40 %), the iterative scan keeps going until k are found."""
+    share = collection_faces / max(table_faces, collection_faces, 1)
+    depth = math.ceil(EF_SEARCH / share) if share > 0 else EF_SEARCH_MAX + 1
+    if depth <= EF_SEARCH_MAX:
+        return depth, False
+    return EF_SEARCH_MAX, True
+
 
 _MIGRATION_LOCK = 0x52454741  # pg_advisory_xact_lock key while migrations run ("REGA")
 
@@ -669,12 +692,15 @@ class PostgresStore(Store):
                 "SELECT row, face_id, person_id, l2_distance(embedding, %(q)s) AS distance FROM faces "
                 "WHERE collection_id = %(c)s ORDER BY distance LIMIT %(k)s"
             )
-        else:
-            sql = (
-                "SELECT row, face_id, person_id, embedding <-> %(q)s AS distance FROM faces "
-                "WHERE collection_id = %(c)s ORDER BY embedding <-> %(q)s LIMIT %(k)s"
-            )
-        return conn.execute(sql, {"q": vector, "c": collection_id, "k": k}).fetchall()  # type: ignore[return-value]
+            return conn.execute(sql, {"q": vector, "c": collection_id, "k": k}).fetchall()  # type: ignore[return-value]
+        # Candidates in the order of the index's half-precision distances, scored exactly; the
+        # exact distances then order them (rounding can swap two near-equal neighbours).
+        sql = (
+            "SELECT row, face_id, person_id, embedding <-> %(q)s AS distance FROM faces "
+            f"WHERE collection_id = %(c)s ORDER BY {INDEXED} <-> %(q)s::halfvec(128) LIMIT %(k)s"
+        )
+        rows = conn.execute(sql, {"q": vector, "c": collection_id, "k": k}).fetchall()
+        return sorted(rows, key=lambda r: float(r["distance"]))  # type: ignore[no-any-return]
 
     def search(
         self,
@@ -707,14 +733,19 @@ class PostgresStore(Store):
     ) -> list[list[Candidate]]:
         with self._conn.transaction():
             conn = self._conn
-            # The collection, and this transaction's HNSW settings, in one round trip.
             row = conn.execute(
-                "SELECT face_count, threshold, set_config('hnsw.ef_search', %s, true) AS ef, "
-                "set_config('hnsw.iterative_scan', 'strict_order', true) AS scan FROM collections WHERE id = %s",
-                (str(max(EF_SEARCH, k)), collection_id),
+                "SELECT face_count, threshold, (SELECT sum(face_count) FROM collections) AS table_faces "
+                "FROM collections WHERE id = %s",
+                (collection_id,),
             ).fetchone()
             if row is None:
                 raise NotFoundError(f"no collection {collection_id!r}")
+            if row["face_count"] >= EXACT_BELOW:  # this transaction's HNSW settings
+                depth, iterative = search_depth(int(row["face_count"]), int(row["table_faces"]))
+                conn.execute(
+                    "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', %s, true)",
+                    (str(max(depth, k)), "strict_order" if iterative else "off"),
+                )
             size = int(row["face_count"])
             if threshold is None:
                 fixed = row["threshold"]
