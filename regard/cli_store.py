@@ -8,6 +8,7 @@ import getpass
 import json
 import os
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -322,6 +323,14 @@ def _sweep(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _purge(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    _store(args).purge_erased(full=args.full)
+    seconds = time.perf_counter() - started
+    _out(args, {"full": args.full, "seconds": round(seconds, 3)}, f"store files rewritten without erased rows in {seconds:.1f} s")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -416,3 +425,7 @@ def add_store_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     show.add_argument("--limit", type=int)
 
     command("sweep", "erase faces whose retention ran out or whose consent expired", _sweep)
+    purge = command("purge", "rewrite the store's files without the bytes of erased faces (VACUUM)", _purge)
+    purge.add_argument(
+        "--full", action="store_true", help="PostgreSQL: VACUUM FULL (new files; locks the faces table while it runs)"
+    )

@@ -61,6 +61,11 @@ def test_a_whole_session_from_the_command_line(tmp_path):
     listed = json.loads(run("collection", "describe", "volunteers", "--json").stdout)
     assert listed["faces"] == 0 and listed["persons"] == 0
     assert run("sweep").returncode == 0
+    before = (tmp_path / "cli.db").stat().st_size
+    purged = run("purge", "--json")
+    assert purged.returncode == 0, purged.stderr
+    assert json.loads(purged.stdout)["full"] is False
+    assert (tmp_path / "cli.db").stat().st_size <= before and run("log", "verify").returncode == 0
 
     raw = sqlite3.connect(tmp_path / "cli.db")
     raw.execute("DROP TRIGGER audit_log_no_update")

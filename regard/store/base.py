@@ -419,6 +419,11 @@ class Store(ABC):
     def sweep(self, *, actor: str, now: datetime | None = None) -> SweepReport: ...
 
     @abstractmethod
+    def purge_erased(self, *, full: bool = False) -> None:
+        """Rewrite the store's files so that nothing of erased faces is left in them (SQLite:
+        VACUUM; PostgreSQL: VACUUM, or VACUUM FULL with `full`). See docs/STORAGE.md."""
+
+    @abstractmethod
     def audit_entries(
         self,
         *,

@@ -242,6 +242,14 @@ class SQLiteStore(Store):
         with self._lock:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
+    def purge_erased(self, *, full: bool = False) -> None:
+        """secure_delete already zeroes erased rows in place; VACUUM also rebuilds the file without
+        their pages (so its size no longer tells how much was erased), and the WAL is truncated.
+        `full` changes nothing here (the PostgreSQL store's VACUUM FULL)."""
+        with self._lock:
+            self._conn.execute("VACUUM")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
