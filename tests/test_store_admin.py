@@ -185,3 +185,36 @@ def test_postgres_large_collections_are_searched_through_the_halfvec_index(
     )
     assert postgres.HNSW_INDEX in plan
     store.close()
+
+
+def test_postgres_first_schema_is_upgraded_to_the_halfvec_index(postgres_url: str) -> None:
+    """A database made by the first release (full-precision HNSW index, schema version 1) gets the
+    half-precision index when a newer Regard opens it, and keeps its faces and audit chain."""
+    import numpy as np
+    import psycopg
+
+    from regard.face import QualityLevel
+    from regard.store import ConsentBasis, NewFace, SearchQuery
+    from regard.store.postgres import HNSW_INDEX, PostgresStore
+
+    store = PostgresStore(postgres_url)
+    store.create_collection("c", purpose="p", actor="a")
+    store.add_person("c", "ann", actor="a")
+    store.record_consent("c", "ann", basis=ConsentBasis.CONSENT, actor="a")
+    vector = np.random.default_rng(3).normal(0, 0.15, 128).astype(np.float32)
+    face = NewFace(embedding=vector, box=(0, 0, 10, 10), quality_score=80.0, quality_level=QualityLevel.HIGH)
+    store.add_faces("c", "ann", [face], actor="a")
+    store.close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # back to what version 1 left
+        conn.execute(f"DROP INDEX {HNSW_INDEX}")
+        conn.execute(f"CREATE INDEX {HNSW_INDEX} ON faces USING hnsw (embedding vector_l2_ops) WITH (m = 24)")
+        conn.execute("DELETE FROM regard_schema_version WHERE version > 1")
+    upgraded = PostgresStore(postgres_url)
+    assert upgraded.schema_version >= 2
+    with psycopg.connect(postgres_url) as conn:
+        definition = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", (HNSW_INDEX,)).fetchone()[0]
+    assert "halfvec_l2_ops" in definition and "ef_construction='200'" in definition.replace(" ", "")
+    found = upgraded.search("c", [SearchQuery(vector)], actor="a", purpose="p", threshold=0)[0]
+    assert [c.person_id for c in found] == ["ann"] and found[0].score > 99
+    assert upgraded.verify_audit().ok
+    upgraded.close()
