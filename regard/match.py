@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from importlib import resources
 from typing import Any
 
@@ -54,14 +55,19 @@ class ThresholdTable:
     fmr: list[float] = field(repr=False)  # fraction of impostor pairs scoring >= threshold
     fnmr: list[float] = field(repr=False)  # fraction of genuine pairs scoring < threshold
 
+    @cached_property
+    def _grid(self) -> np.ndarray:
+        """The score grid as an array, made once (every candidate of every search looks it up)."""
+        return np.asarray(self.scores, dtype=np.float64)
+
     def fmr_at(self, threshold: float) -> float:
         """The measured FMR at a threshold (rounded down to the table's 0.1 grid: conservative)."""
-        i = int(np.searchsorted(self.scores, threshold, side="right")) - 1
+        i = int(np.searchsorted(self._grid, threshold, side="right")) - 1
         return float(self.fmr[max(0, i)])
 
     def fnmr_at(self, threshold: float) -> float:
         """The measured false non-match rate at a threshold (grid rounded up: conservative)."""
-        i = int(np.searchsorted(self.scores, threshold, side="left"))
+        i = int(np.searchsorted(self._grid, threshold, side="left"))
         return float(self.fnmr[min(len(self.fnmr) - 1, i)])
 
     def threshold_for(self, fmr: float) -> float:
@@ -79,6 +85,10 @@ class ThresholdTable:
         return float(self.scores[int(ok[0])])
 
     def _tail(self) -> tuple[float, float]:
+        return self._tail_fit
+
+    @cached_property
+    def _tail_fit(self) -> tuple[float, float]:
         """(slope, intercept) of log10(FMR) against score, fitted where the FMR is measured from
         at least `_TAIL_MIN_COUNT` false matches and is at most 1e-2."""
         scores, fmr = np.asarray(self.scores), np.asarray(self.fmr)

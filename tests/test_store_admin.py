@@ -218,3 +218,28 @@ def test_postgres_first_schema_is_upgraded_to_the_halfvec_index(postgres_url: st
     assert [c.person_id for c in found] == ["ann"] and found[0].score > 99
     assert upgraded.verify_audit().ok
     upgraded.close()
+
+
+def test_postgres_adding_many_faces_updates_the_collection_row_once_per_statement(postgres_url: str) -> None:
+    """The face count is kept by a statement-level trigger: faces go in as one INSERT per chunk,
+    so the collections table does not grow a dead row version per face (which every search that
+    reads the collection would then step over)."""
+    import numpy as np
+    import psycopg
+
+    from regard.face import QualityLevel
+    from regard.store import ConsentBasis, NewFace
+    from regard.store.postgres import PostgresStore
+
+    store = PostgresStore(postgres_url)
+    store.create_collection("c", purpose="p", actor="a")
+    store.add_person("c", "ann", actor="a")
+    store.record_consent("c", "ann", basis=ConsentBasis.CONSENT, actor="a")
+    vectors = np.random.default_rng(5).normal(0, 0.15, (3000, 128)).astype(np.float32)
+    faces = [NewFace(embedding=v, box=(0, 0, 10, 10), quality_score=80.0, quality_level=QualityLevel.HIGH) for v in vectors]
+    records = store.add_faces("c", "ann", faces, actor="a")
+    assert len(records) == 3000 and store.get_collection("c").face_count == 3000
+    with psycopg.connect(postgres_url) as conn:
+        size = conn.execute("SELECT pg_relation_size('collections')").fetchone()[0]
+    assert size <= 2 * 8192, f"collections grew to {size} bytes: a row version per face?"
+    store.close()

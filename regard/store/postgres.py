@@ -112,6 +112,8 @@ def search_depth(collection_faces: int, table_faces: int) -> tuple[int, bool]:
     return EF_SEARCH_MAX, True
 
 
+_INSERT_CHUNK = 2_000  # faces per INSERT statement (13 parameters each; PostgreSQL allows 65,535)
+
 _MIGRATION_LOCK = 0x52454741  # pg_advisory_xact_lock key while migrations run ("REGA")
 
 
@@ -583,14 +585,17 @@ class PostgresStore(Store):
                         now,
                     )
                 )
-            if rows:
-                with conn.cursor() as cursor:
-                    cursor.executemany(
-                        "INSERT INTO faces (face_id, collection_id, person_id, external_image_id, box_left, box_top, "
-                        "box_width, box_height, quality_score, quality_level, embedding, thumbnail, created_at) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                        rows,
-                    )
+            # One INSERT per chunk, not per face: the statement-level trigger that keeps the
+            # collection's face count then updates its row once per chunk (once per face, a bulk
+            # load left a million dead versions of that row for every search to step over).
+            for start in range(0, len(rows), _INSERT_CHUNK):
+                chunk = rows[start : start + _INSERT_CHUNK]
+                conn.execute(
+                    "INSERT INTO faces (face_id, collection_id, person_id, external_image_id, box_left, box_top, "
+                    "box_width, box_height, quality_score, quality_level, embedding, thumbnail, created_at) VALUES "
+                    + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(chunk)),
+                    [value for row in chunk for value in row],
+                )
             records = [
                 FaceRecord(
                     face_id=r[0],
