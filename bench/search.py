@@ -524,7 +524,7 @@ def bench_store(
                             "index": postgres.HNSW_DEFINITION.split("USING hnsw", 1)[1].strip()}  # fmt: skip
     for ef in efs:
         if ef is not None:
-            postgres.EF_SEARCH = ef  # each search sets hnsw.ef_search from it
+            store.ef_search = ef  # type: ignore[attr-defined]
         for q in queries[:20]:  # warm up
             store.search(collection, [SearchQuery(q)], actor="bench", purpose="warm up", k=K, threshold=0)
         latencies, recalls = [], []
@@ -542,8 +542,6 @@ def bench_store(
                 "searches": len(latencies),
             }
         )
-    if backend == "postgresql":
-        postgres.EF_SEARCH = shipped
     result["runs"] = runs
     result.update({k: v for k, v in runs[-1].items() if k != "ef"})  # the last (default: shipped) setting
     result["audit_ok"] = bool(store.verify_audit().ok) if size <= 100_000 else None

@@ -136,6 +136,33 @@ def test_search_depth_grows_with_a_shrinking_share_of_the_table() -> None:
     deep, iterative = search_depth(1_000, 1_000_000)  # too small a share for any depth
     assert deep == EF_SEARCH_MAX and iterative
     assert search_depth(10, 0) == (EF_SEARCH, False)  # counts not yet updated: never divide by zero
+    assert search_depth(500_000, 1_000_000, 100) == (200, False)  # a store's own depth
+
+
+def test_postgres_search_depth_is_a_session_setting_a_store_can_change(postgres_url: str) -> None:
+    import psycopg
+
+    from regard.store.postgres import EF_SEARCH, EF_SEARCH_MAX, PostgresStore
+
+    store = PostgresStore(postgres_url)
+    show = lambda: store._conn.execute("SHOW hnsw.ef_search").fetchone()["hnsw.ef_search"]  # noqa: E731
+    assert store.ef_search == EF_SEARCH and show() == str(EF_SEARCH)
+    store.ef_search = 120
+    assert store.ef_search == 120 and show() == "120"
+    with pytest.raises(NotFoundError):  # a failed search transaction rolls back...
+        store.search("nowhere", [], actor="t", purpose="test")
+    assert show() == "120"  # ...and leaves the session's depth as it was
+    for bad in (0, EF_SEARCH_MAX + 1, 2.5, "300", True):
+        with pytest.raises(InvalidArgumentError):
+            store.ef_search = bad  # type: ignore[assignment]
+    assert store.ef_search == 120
+    with psycopg.connect(postgres_url, autocommit=True) as admin:  # a reconnect keeps the store's depth
+        admin.execute("SELECT pg_terminate_backend(%s)", (store._conn.info.backend_pid,))
+    with pytest.raises(psycopg.OperationalError):
+        store.list_collections()
+    store.list_collections()
+    assert show() == "120"
+    store.close()
 
 
 def test_postgres_large_collections_are_searched_through_the_halfvec_index(
