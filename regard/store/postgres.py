@@ -16,8 +16,8 @@ checks, errors, audit entries and erasure. What differs is how:
 - Search runs in the database: vectors live in a `vector(128)` column, with an HNSW index of their
   half-precision copies (Euclidean distance, the embedder's metric). Collections smaller than
   EXACT_BELOW faces are searched exactly (every face of the collection; at that size as fast, and
-  never misses); larger ones through the HNSW graph, with a search depth (`hnsw.ef_search`, set for
-  the transaction) that grows as the collection's share of the table shrinks, and pgvector's
+  never misses); larger ones through the HNSW graph, with a search depth (`hnsw.ef_search`: the
+  session's, or set for the transaction) that grows as the collection's share of the table shrinks, and pgvector's
   iterative scan where the share is too small for any depth (`search_depth`), so the filter on the
   collection still returns k results. Distances are computed exactly either way.
 - Erasure deletes the rows in the erasing transaction: no live table holds the vector afterwards.
