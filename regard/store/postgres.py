@@ -96,7 +96,9 @@ HNSW_DEFINITION = (
 """The vector index as the migrations create it; `build_vector_index` recreates it after a bulk load.
 m 24 rather than pgvector's default 16: at 1M faces recall@10 0.985 against 0.959 at ef 400.
 ef_construction 200 rather than 128: recall@10 at ef 400 0.987 against 0.983 (so ef 350 now does
-what ef 400 did), for a build of 18 instead of 13 minutes at a million faces on 2 cores."""
+what ef 400 did), for a build of 18 instead of 13 minutes at a million faces on 2 cores.
+m 32 (ef_construction 200) reaches recall@10 0.985 at ef 250 touching about 15 % fewer pages than
+m 24 at ef 400, but its build took 72 minutes: not worth it on 2 cores."""
 
 
 def search_depth(collection_faces: int, table_faces: int, ef_search: int = EF_SEARCH) -> tuple[int, bool]:
