@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from regard.errors import InvalidArgumentError, RegardError
-from regard.store.postgres import EXACT_BELOW, PostgresStore
+from regard.store.postgres import EXACT_BELOW, FACES_INSERT, PostgresStore, insert_rows
 from regard.store.sqlite import EMBEDDING_SIZE, SQLiteStore
 
 TABLES = ("collections", "persons", "consents", "api_keys", "faces", "audit_log")
@@ -135,20 +135,14 @@ def _copy(
     conn = target._conn  # noqa: SLF001
     totals = {t: source.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
 
-    def copy(table: str, select: str, insert: str, convert: Callable[[sqlite3.Row], tuple[Any, ...]]) -> None:
-        # One multi-row INSERT per chunk (not a statement per row): fewer round trips, and the
-        # faces table's statement-level counting trigger updates each collection once per chunk.
-        head, rest = insert.split(" VALUES ", 1)
-        group, tail = rest[: rest.index(")") + 1], rest[rest.index(")") + 1 :]
-        chunk = max(1, min(batch_size, 60_000 // group.count("%s")))  # PostgreSQL: 65,535 parameters at most
+    def copy(
+        table: str, select: str, insert: str, on_conflict: str, convert: Callable[[sqlite3.Row], tuple[Any, ...]]
+    ) -> None:
         cursor = source.execute(select)
         done = 0
-        while rows := cursor.fetchmany(chunk):
+        while rows := cursor.fetchmany(batch_size):
             with target._lock, conn.transaction():  # noqa: SLF001
-                conn.execute(
-                    f"{head} VALUES {', '.join([group] * len(rows))}{tail}",
-                    [value for r in rows for value in convert(r)],
-                )
+                insert_rows(conn, insert, [convert(r) for r in rows], on_conflict=on_conflict)
             done += len(rows)
             if progress is not None:
                 progress(table, done, totals[table])
@@ -157,7 +151,7 @@ def _copy(
         "collections",
         "SELECT * FROM collections ORDER BY id",
         "INSERT INTO collections (id, purpose, model, retention_days, min_quality, store_thumbnails, created_at, "
-        "created_by, threshold, threshold_source) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "created_by, threshold, threshold_source)",
         "ON CONFLICT (id) DO NOTHING",
         lambda r: (
             r["id"], r["purpose"], r["model"], r["retention_days"], r["min_quality"], bool(r["store_thumbnails"]),
@@ -167,13 +161,15 @@ def _copy(
     copy(
         "persons",
         "SELECT * FROM persons ORDER BY collection_id, person_id",
-        "INSERT INTO persons VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        "INSERT INTO persons",
+        "ON CONFLICT DO NOTHING",
         lambda r: (r["collection_id"], r["person_id"], r["display_name"], _time(r["created_at"])),
     )
     copy(
         "consents",
         "SELECT * FROM consents ORDER BY collection_id, person_id",
-        "INSERT INTO consents VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        "INSERT INTO consents",
+        "ON CONFLICT DO NOTHING",
         lambda r: (
             r["collection_id"], r["person_id"], r["basis"], r["recorded_by"], _time(r["recorded_at"]),
             _time(r["expires_at"]), r["reference"],
@@ -182,7 +178,8 @@ def _copy(
     copy(
         "api_keys",
         "SELECT * FROM api_keys ORDER BY key_id",
-        "INSERT INTO api_keys VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        "INSERT INTO api_keys",
+        "ON CONFLICT DO NOTHING",
         lambda r: (
             r["key_id"], r["name"], r["secret_hash"], r["roles"], r["collections"], r["default_purpose"],
             r["rate_per_minute"], _time(r["created_at"]), r["created_by"], _time(r["revoked_at"]), r["revoked_by"],
@@ -195,9 +192,8 @@ def _copy(
     copy(
         "faces",
         "SELECT * FROM faces ORDER BY row",
-        "INSERT INTO faces (face_id, collection_id, person_id, external_image_id, box_left, box_top, box_width, "
-        "box_height, quality_score, quality_level, embedding, thumbnail, created_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (face_id) DO NOTHING",
+        FACES_INSERT,
+        "ON CONFLICT (face_id) DO NOTHING",
         lambda r: (
             r["face_id"], r["collection_id"], r["person_id"], r["external_image_id"], r["box_left"], r["box_top"],
             r["box_width"], r["box_height"], r["quality_score"], r["quality_level"],
@@ -208,8 +204,8 @@ def _copy(
     copy(
         "audit_log",
         "SELECT seq, time, actor, action, collection, purpose, details, prev_hash, hash FROM audit_log ORDER BY seq",
-        "INSERT INTO audit_log (seq, time, actor, action, collection, purpose, details, prev_hash, hash) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (seq) DO NOTHING",
+        "INSERT INTO audit_log (seq, time, actor, action, collection, purpose, details, prev_hash, hash)",
+        "ON CONFLICT (seq) DO NOTHING",
         lambda r: tuple(r),
     )
     head = _source_head(source)
