@@ -84,11 +84,8 @@ class ThresholdTable:
         ok = np.nonzero(np.asarray(self.fmr) <= fmr)[0]
         return float(self.scores[int(ok[0])])
 
-    def _tail(self) -> tuple[float, float]:
-        return self._tail_fit
-
     @cached_property
-    def _tail_fit(self) -> tuple[float, float]:
+    def _tail(self) -> tuple[float, float]:
         """(slope, intercept) of log10(FMR) against score, fitted where the FMR is measured from
         at least `_TAIL_MIN_COUNT` false matches and is at most 1e-2."""
         scores, fmr = np.asarray(self.scores), np.asarray(self.fmr)
@@ -105,7 +102,7 @@ class ThresholdTable:
         measured = self.fmr_at(threshold)
         if measured * self.impostor_pairs >= _TAIL_MIN_COUNT:
             return measured
-        slope, intercept = self._tail()
+        slope, intercept = self._tail
         return float(max(measured, min(1.0, 10 ** (slope * threshold + intercept))))
 
     def threshold_for_estimate(self, fmr: float) -> float:
@@ -114,7 +111,7 @@ class ThresholdTable:
             raise RegardError(f"a false-match rate is between 0 and 1, not {fmr}")
         if fmr * self.impostor_pairs >= _TAIL_MIN_COUNT:
             return self.threshold_for(fmr)
-        slope, intercept = self._tail()
+        slope, intercept = self._tail
         threshold = float(min(100.0, np.ceil((np.log10(fmr) - intercept) / slope * 10) / 10))
         while threshold < 100.0 and self.fmr_estimate(threshold) > fmr:
             threshold = round(threshold + 0.1, 1)
