@@ -170,3 +170,57 @@ def test_concurrent_enrollment_and_search_from_several_processes(tmp_path, store
     assert _check_consistent(url) == per_person["a"] + per_person["b"]
     assert searches == reported["search"] >= 1
 
+
+
+def test_postgres_search_leaves_out_a_face_erased_while_it_waited_for_the_audit_lock(postgres_url):
+    """The race a search runs with writers: its query sees a face that another transaction is
+    erasing; the search then queues behind that writer for the audit head's lock. Once it holds the
+    lock, the erased face is in neither its results nor its audit entry (the check of which hits
+    are still there runs after the lock, though it is sent together with it)."""
+    import threading
+
+    import psycopg
+
+    from regard.audit import pglog
+    from regard.audit.log import AuditAction
+    from regard.face import QualityLevel
+    from regard.store import NewFace
+
+    rng = np.random.default_rng(3)
+    query = rng.normal(size=128).astype(np.float32) * 0.12
+    store = open_store(postgres_url)
+    store.create_collection("race", purpose="race test", actor="t")
+    face_ids = {}
+    for person in ("kept", "erased"):
+        store.add_person("race", person, actor="t")
+        store.record_consent("race", person, basis=ConsentBasis.CONSENT, actor="t")
+        face = NewFace(embedding=query + rng.normal(size=128).astype(np.float32) * 0.01, box=(0.0, 0.0, 90.0, 90.0),
+                       quality_score=80.0, quality_level=QualityLevel.HIGH)  # fmt: skip
+        face_ids[person] = store.add_faces("race", person, [face], actor="t")[0].face_id
+    searched: list = []
+    with psycopg.connect(postgres_url, autocommit=True) as writer, psycopg.connect(postgres_url, autocommit=True) as admin:
+        with writer.transaction():
+            head = pglog.lock_head(writer)
+            writer.execute("DELETE FROM faces WHERE face_id = %s", (face_ids["erased"],))
+            pglog.append(writer, action=AuditAction.FACE_DELETE, actor="t", collection="race", purpose=None,
+                         details={"face_id": face_ids["erased"], "reason": "race test"}, locked_head=head)  # fmt: skip
+            search = threading.Thread(
+                target=lambda: searched.extend(store.search("race", [SearchQuery(query)], actor="t", purpose="race test", threshold=0))
+            )
+            search.start()
+            pid = store._conn.info.backend_pid  # the search's own session
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # until the search waits for the lock the writer holds
+                row = admin.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+                if row and row[0] == "Lock":
+                    break
+                time.sleep(0.01)
+            else:
+                raise AssertionError("the search never waited for the audit lock")
+        search.join(30)
+    assert not search.is_alive()
+    assert [c.face_id for c in searched[0]] == [face_ids["kept"]]
+    entry = store.audit_entries(action="search")[-1]
+    assert [c["face_id"] for c in entry.details["results"][0]] == [face_ids["kept"]]
+    assert store.verify_audit().ok
+    store.close()

@@ -38,7 +38,7 @@ from regard.audit.log import (
     make_entry,
 )
 
-__all__ = ["append", "entries", "head", "lock_head", "verify"]
+__all__ = ["append", "entries", "head", "head_locked", "lock_head", "request_head_lock", "verify"]
 
 def _execute(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> psycopg.Cursor[tuple[Any, ...]]:
     """Run a statement with rows as tuples, whatever the connection's own row factory."""
@@ -51,11 +51,23 @@ def lock_head(conn: psycopg.Connection[Any]) -> tuple[int, str]:
     Every other writer waits here until this transaction ends: this is what keeps the chain linear.
     Refuses (AuditError) a log with entries past the head, which appending would hide.
     """
-    row = _execute(
+    return head_locked(request_head_lock(conn))
+
+
+def request_head_lock(conn: psycopg.Connection[Any]) -> psycopg.Cursor[tuple[Any, ...]]:
+    """Send `lock_head`'s query; `head_locked` reads its answer. In pipeline mode the statements
+    sent between the two go out with it and run once the lock is held, each with a snapshot taken
+    then: they see every transaction committed before this one got the lock."""
+    return _execute(
         conn,
         "SELECT h.seq, h.hash, (SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1) "
         "FROM audit_head h WHERE h.id = 1 FOR UPDATE OF h",
-    ).fetchone()
+    )
+
+
+def head_locked(cursor: psycopg.Cursor[tuple[Any, ...]]) -> tuple[int, str]:
+    """The (seq, hash) of the head row that `request_head_lock` locked, checked as `lock_head` says."""
+    row = cursor.fetchone()
     if row is None:
         raise AuditError("audit_head has no row: the schema is damaged; refusing to append until an operator has run verify")
     seq, digest, tail = int(row[0]), str(row[1]), row[2]
@@ -89,7 +101,10 @@ def append(
     `locked_head` is what `lock_head` returned earlier in this same transaction, when the caller
     took the lock first (one query less); no other entry may have been appended since.
     """
-    if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+    # In pipeline mode libpq learns the transaction status only at the pipeline's sync points, so
+    # there it cannot tell; the caller's pipelined transaction is its own to open (the store's is).
+    pipelined = conn.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF
+    if not pipelined and conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
         raise AuditError("audit append needs the caller's transaction to be open")
     prev_seq, prev_hash = locked_head if locked_head is not None else lock_head(conn)
     entry = make_entry(

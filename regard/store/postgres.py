@@ -75,11 +75,13 @@ EXACT_BELOW = 10_000
 Measured on 2 cores: an exact scan costs about 0.45 ms per 1,000 faces (44 ms at 100k), so 10k faces cost about what an
 HNSW search of a million does, and has perfect recall."""
 
-EF_SEARCH = 400
+EF_SEARCH = 350
 """HNSW search depth (pgvector's hnsw.ef_search) for a collection that is the whole table; see
-`search_depth` for one that shares it. At a million faces (bench/search.py's gallery, 2 cores, huge
-pages; the SQL query alone) recall@10 is 0.978 / 0.983 / 0.987 at ef 300 / 350 / 400 in 12.9 /
-14.4 / 16.5 ms: recall is kept over speed. Search time grows in proportion to the depth."""
+`search_depth` for one that shares it. At a million faces (bench/search.py's gallery and server, 2
+cores, through `Store.search` with its audit entry, 2026-11-29) recall@10 is 0.977 / 0.982 / 0.986
+at ef 300 / 350 / 400, p50 16.2 / 18.8 / 20.1 ms: 350 is the shallowest depth above 0.98 (the same
+0.982-0.983 in three builds), 400 buys 0.004 of recall for 7 % more time. Search time grows in
+proportion to the depth; `PostgresStore.ef_search` changes it for a store."""
 
 EF_SEARCH_MAX = 1000
 """pgvector's largest hnsw.ef_search."""
@@ -95,8 +97,8 @@ HNSW_DEFINITION = (
 )
 """The vector index as the migrations create it; `build_vector_index` recreates it after a bulk load.
 m 24 rather than pgvector's default 16: at 1M faces recall@10 0.985 against 0.959 at ef 400.
-ef_construction 200 rather than 128: recall@10 at ef 400 0.987 against 0.983 (so ef 350 now does
-what ef 400 did), for a build of 18 instead of 13 minutes at a million faces on 2 cores.
+ef_construction 200 rather than 128: recall@10 at ef 400 0.987 against 0.983 (so ef 350 does what
+ef 400 did), for a build of 18 instead of 13 minutes at a million faces on 2 cores.
 m 32 (ef_construction 200) reaches recall@10 0.985 at ef 250 touching about 15 % fewer pages than
 m 24 at ef 400, but its build took 72 minutes: not worth it on 2 cores."""
 
@@ -252,6 +254,25 @@ class PostgresStore(Store):
                     yield self._conn
                 finally:
                     self._head = None
+
+    @contextmanager
+    def _pipelined(self) -> Iterator[psycopg.Connection[Any]]:
+        """One transaction whose statements go out in a pipeline: each is sent without waiting for
+        the one before, and the client waits for the server only where it reads a result and once
+        at the end (BEGIN travels with the first query, COMMIT with the last). A search takes
+        four round trips instead of seven, which counts double when the database is across a
+        network. Caller holds the lock."""
+        conn = self._conn
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                yield conn
+                conn.execute("COMMIT")
+        except BaseException:
+            if not conn.broken and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+            self._head = None
+            raise
 
     @contextmanager
     def _read(self) -> Iterator[psycopg.Connection[Any]]:
@@ -778,8 +799,7 @@ class PostgresStore(Store):
         threshold: float | None,
         request: dict[str, Any] | None,
     ) -> list[list[Candidate]]:
-        with self._conn.transaction():
-            conn = self._conn
+        with self._pipelined() as conn:
             row = conn.execute(
                 "SELECT face_count, threshold, (SELECT sum(face_count) FROM collections) AS table_faces "
                 "FROM collections WHERE id = %s",
@@ -807,11 +827,14 @@ class PostgresStore(Store):
                     if score >= threshold:
                         hits.append((hit, score))
                 found.append(hits)
-            # The write part: from here on this search is ordered among the writers, and faces
-            # erased since the query ran (committed by a writer before us) are left out.
-            self._head = pglog.lock_head(conn)
+            # The write part: from here on this search is ordered among the writers. The check of
+            # which hits are still there goes out with the lock and runs once it is held, so faces
+            # erased since the query ran (by a writer that committed before us) are left out.
             rows = [hit["row"] for hits in found for hit, _ in hits]
-            alive = {r["row"] for r in conn.execute("SELECT row FROM faces WHERE row = ANY(%s)", (rows,))} if rows else set()
+            head_lock = pglog.request_head_lock(conn)
+            still_there = conn.execute("SELECT row FROM faces WHERE row = ANY(%s)", (rows,)) if rows else None
+            self._head = pglog.head_locked(head_lock)
+            alive = {r["row"] for r in still_there} if still_there is not None else set()
             results = [
                 [
                     Candidate(hit["face_id"], hit["person_id"], score, self.table.fmr_estimate(score))
