@@ -57,7 +57,11 @@ transaction with its audit entry, as in production):
   database is settled as after any bulk load (VACUUM, CHECKPOINT) and the index and table are
   read into shared_buffers with pg_prewarm where it is available (see `prewarm`);
 - p50 / p99 milliseconds of one top-10 search, and recall@10 against exact search; for PostgreSQL
-  at each hnsw.ef_search in --pg-ef (one build), SQLite with its shipped faiss settings.
+  at each hnsw.ef_search in --pg-ef (one build), SQLite with its shipped faiss settings. Both
+  stores are loaded first and then searched side by side: query by query, the stores in turn
+  (alternating which goes first), one round per --pg-ef value. These machines speed up and slow
+  down by 10 to 20 % within minutes; interleaved, a slow spell slows both stores alike, so the
+  ratio to SQLite in the same round is the figure that carries from one run to the next.
 
     python bench/search.py --store "$(bench/postgres_server.sh start)" --store-sizes 1000000 --indexes none
     python bench/search.py --store postgresql://... --store-sizes 10000 --indexes none --bulk-photos
@@ -83,6 +87,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -466,10 +471,19 @@ def identification(vectors: Any, names: list[str]) -> dict[str, Any]:
 # ---------------------------------------------------------------- stores side by side (--store)
 
 
-def bench_store(
-    url: str, size: int, gallery: Any, queries: Any, truth: Any, args: argparse.Namespace
-) -> dict[str, Any]:
-    """Load `gallery` into a fresh collection of the store at `url`, build its index, search it."""
+@dataclass
+class LoadedStore:
+    """A store of the side-by-side section with one benchmark collection loaded and indexed."""
+
+    store: Any
+    backend: str
+    collection: str
+    row_of: dict[str, int]  # face_id -> row of the gallery
+    result: dict[str, Any]
+
+
+def load_store(url: str, size: int, gallery: Any, queries: Any, args: argparse.Namespace) -> LoadedStore:
+    """Load `gallery` into a fresh collection of the store at `url` and build its index."""
     from tqdm import tqdm
 
     from regard.face import QualityLevel
@@ -502,6 +516,8 @@ def bench_store(
     result["load_faces_per_s"] = size / load_s
     t0 = time.perf_counter()
     if backend == "postgresql":
+        from regard.store import postgres
+
         with tqdm(desc="postgresql: building HNSW", unit="tuple", disable=not interactive) as bar:
 
             def progress(done: int, total: int) -> None:
@@ -510,46 +526,73 @@ def bench_store(
 
             store.build_vector_index(maintenance_work_mem=args.pg_build_mem, progress=progress)  # type: ignore[attr-defined]
         result["prewarmed"] = prewarm(url)
+        result["params"] = {"exact_below": postgres.EXACT_BELOW, "ef_search_shipped": postgres.EF_SEARCH,
+                            "index": postgres.HNSW_DEFINITION.split("USING hnsw", 1)[1].strip()}  # fmt: skip
     else:
         store.search(collection, [SearchQuery(queries[0])], actor="bench", purpose="build the index", k=K)
     result["index_s"] = time.perf_counter() - t0
-    runs = []
-    efs: list[int | None] = [None]
-    if backend == "postgresql":
-        from regard.store import postgres
+    return LoadedStore(store, backend, collection, row_of, result)
 
-        shipped = postgres.EF_SEARCH
-        efs = [int(x) for x in args.pg_ef.split(",") if x] if args.pg_ef else [shipped]
-        result["params"] = {"exact_below": postgres.EXACT_BELOW, "ef_search_shipped": shipped,
-                            "index": postgres.HNSW_DEFINITION.split("USING hnsw", 1)[1].strip()}  # fmt: skip
+
+def search_stores(loaded: list[LoadedStore], queries: Any, truth: Any, efs: list[int]) -> None:
+    """Time top-10 searches of every loaded store, interleaved query by query (the order of the
+    stores alternating), once per PostgreSQL search depth in `efs`: a machine that slows down or
+    speeds up during the run slows each store alike, so the ratio of a round is side by side.
+    Each store's result gets "runs" (one per round: ef, p50/p99 ms, recall@10) and, over all its
+    rounds, p50/p99 and recall."""
+    from tqdm import tqdm
+
+    from regard.store import SearchQuery
+
+    interactive = sys.stderr.isatty()
+    pooled: dict[int, list[float]] = {id(s): [] for s in loaded}
+    for s in loaded:
+        s.result["runs"] = []
     for ef in efs:
-        if ef is not None:
-            store.ef_search = ef  # type: ignore[attr-defined]
-        for q in queries[:20]:  # warm up
-            store.search(collection, [SearchQuery(q)], actor="bench", purpose="warm up", k=K, threshold=0)
-        latencies, recalls = [], []
-        for q, t in tqdm(list(zip(queries, truth)), desc=f"{backend}: searching", disable=not interactive):
-            started = time.perf_counter()
-            found = store.search(collection, [SearchQuery(q)], actor="bench", purpose="benchmark", k=K, threshold=0)[0]
-            latencies.append(time.perf_counter() - started)
-            recalls.append(len({row_of[c.face_id] for c in found} & set(int(x) for x in t)) / K)
-        runs.append(
-            {
-                "ef": ef,
-                "p50_ms": float(np.percentile(latencies, 50) * 1e3),
-                "p99_ms": float(np.percentile(latencies, 99) * 1e3),
-                "recall_at_10": float(np.mean(recalls)),
-                "searches": len(latencies),
-            }
+        for s in loaded:
+            if s.backend == "postgresql":
+                s.store.ef_search = ef
+            for q in queries[:20]:  # warm up
+                s.store.search(s.collection, [SearchQuery(q)], actor="bench", purpose="warm up", k=K, threshold=0)
+        latencies: dict[int, list[float]] = {id(s): [] for s in loaded}
+        recalls: dict[int, list[float]] = {id(s): [] for s in loaded}
+        rows = list(zip(queries, truth))
+        for i, (q, t) in enumerate(tqdm(rows, desc=f"searching (PostgreSQL ef {ef})", disable=not interactive)):
+            for s in loaded if i % 2 == 0 else loaded[::-1]:
+                started = time.perf_counter()
+                found = s.store.search(s.collection, [SearchQuery(q)], actor="bench", purpose="benchmark", k=K, threshold=0)[0]
+                latencies[id(s)].append(time.perf_counter() - started)
+                recalls[id(s)].append(len({s.row_of[c.face_id] for c in found} & set(int(x) for x in t)) / K)
+        for s in loaded:
+            lat = latencies[id(s)]
+            pooled[id(s)] += lat
+            s.result["runs"].append(
+                {
+                    "ef": ef if s.backend == "postgresql" else None,
+                    "p50_ms": float(np.percentile(lat, 50) * 1e3),
+                    "p99_ms": float(np.percentile(lat, 99) * 1e3),
+                    "recall_at_10": float(np.mean(recalls[id(s)])),
+                    "searches": len(lat),
+                }
+            )
+    for s in loaded:
+        lat = pooled[id(s)]
+        s.result.update(
+            p50_ms=float(np.percentile(lat, 50) * 1e3),
+            p99_ms=float(np.percentile(lat, 99) * 1e3),
+            recall_at_10=float(np.mean([run["recall_at_10"] for run in s.result["runs"]])),
         )
-    result["runs"] = runs
-    result.update({k: v for k, v in runs[-1].items() if k != "ef"})  # the last (default: shipped) setting
-    result["audit_ok"] = bool(store.verify_audit().ok) if size <= 100_000 else None
+
+
+def finish_store(s: LoadedStore) -> dict[str, Any]:
+    """Verify the audit chain (up to 100k faces: longer chains take minutes), delete the
+    benchmark collection, close the store; the store's result."""
+    s.result["audit_ok"] = bool(s.store.verify_audit().ok) if s.result["size"] <= 100_000 else None
     t0 = time.perf_counter()
-    store.delete_collection(collection, actor="bench", reason="benchmark done")
-    result["delete_s"] = time.perf_counter() - t0
-    store.close()
-    return result
+    s.store.delete_collection(s.collection, actor="bench", reason="benchmark done")
+    s.result["delete_s"] = time.perf_counter() - t0
+    s.store.close()
+    return s.result
 
 
 def prewarm(url: str) -> bool:
@@ -587,11 +630,17 @@ def run_stores(model: FaceModel, vectors: Any, names: list[str], args: argparse.
         exact.add(np.arange(len(gallery)), gallery)
         truth, _ = exact.search(queries, K)
         del exact
-        results = []
+        from regard.store import postgres
+
+        efs = [int(x) for x in args.pg_ef.split(",") if x] if args.pg_ef else [postgres.EF_SEARCH]
         with tempfile.TemporaryDirectory(prefix="regard-store-bench-") as tmp:
+            loaded = []
             for url in [f"sqlite:///{Path(tmp) / 'bench.db'}", *args.store]:
-                print(f"{size:,} faces: store {url.split(':', 1)[0]} ...", file=sys.stderr)
-                results.append(bench_store(url, size, gallery, queries, truth, args))
+                print(f"{size:,} faces: loading store {url.split(':', 1)[0]} ...", file=sys.stderr)
+                loaded.append(load_store(url, size, gallery, queries, args))
+            print(f"{size:,} faces: searching the stores side by side ...", file=sys.stderr)
+            search_stores(loaded, queries, truth, efs)
+            results = [finish_store(s) for s in loaded]
         entries.append({"size": size, "composition": composition, "results": results})
     return entries
 
@@ -630,12 +679,13 @@ def print_stores(entries: list[dict[str, Any]]) -> None:
     print(header)
     print("-" * len(header))
     for entry in entries:
-        base = entry["results"][0]["runs"][-1]
+        sqlite = entry["results"][0]  # the peer: each ratio is against SQLite's searches of the same round
         for r in entry["results"]:
-            for i, run in enumerate(r["runs"]):
-                ratio = run["p50_ms"] / base["p50_ms"] if base["p50_ms"] else float("nan")
+            rows = [(r, None)] if r is sqlite else [(run, sqlite["runs"][i]) for i, run in enumerate(r["runs"])]
+            for i, (run, base) in enumerate(rows):
+                ratio = run["p50_ms"] / base["p50_ms"] if base is not None and base["p50_ms"] else 1.0
                 load = f"{r['load_faces_per_s']:12,.0f}  {r['index_s']:8.1f}" if i == 0 else " " * 22
-                ef = "-" if run["ef"] is None else str(run["ef"])
+                ef = str(run["ef"]) if run.get("ef") is not None else "-"
                 print(
                     f"{entry['size']:>9,}  {r['store'] if i == 0 else '':<11} {ef:>4}  {load}  "
                     f"{run['p50_ms']:7.2f}  {run['p99_ms']:7.2f}  {run['recall_at_10']:6.3f}  {ratio:12.2f}x"
@@ -798,7 +848,9 @@ def main() -> None:
     if args.store:
         print(
             f"Stores side by side: top-{K} search through Store.search (one query, audit entry included), "
-            f"{args.queries} queries; load through add_faces in batches of {args.batch}; recall against exact."
+            f"{args.queries} queries; load through add_faces in batches of {args.batch}; recall against exact.\n"
+            "The stores' searches interleaved query by query, one round per PostgreSQL ef; SQLite's row: all its "
+            "rounds; each ratio: against SQLite's searches in the same round."
         )
         print()
         print_stores(results["stores"])
