@@ -846,13 +846,13 @@ def main() -> None:
     results["total_s"] = time.perf_counter() - started
 
     print()
-    print(
-        f"Top-{K} search, {args.queries} queries one at a time on 1 thread; builds on "
-        f"{args.build_threads} threads; HNSW M={args.m}, efConstruction={args.ef_construction}; "
-        f"recall against exact search."
-    )
-    print()
     if results["sizes"]:
+        print(
+            f"Top-{K} search, {args.queries} queries one at a time on 1 thread; builds on "
+            f"{args.build_threads} threads; HNSW M={args.m}, efConstruction={args.ef_construction}; "
+            f"recall against exact search."
+        )
+        print()
         print_table(results["sizes"])
     if args.store:
         print(
