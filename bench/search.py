@@ -631,7 +631,9 @@ def prewarm(url: str) -> bool:
 def run_stores(model: FaceModel, vectors: Any, names: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every size in --store-sizes on SQLite and on each --store URL, in this process."""
     from regard.index import ExactIndex
+    from regard.store import postgres
 
+    efs = [int(x) for x in args.pg_ef.split(",") if x] if args.pg_ef else [postgres.EF_SEARCH]
     entries = []
     for size in [int(s) for s in args.store_sizes.split(",") if s]:
         gallery, queries, composition = make_gallery(model, vectors, names, size, args.queries, args.seed)
@@ -639,9 +641,6 @@ def run_stores(model: FaceModel, vectors: Any, names: list[str], args: argparse.
         exact.add(np.arange(len(gallery)), gallery)
         truth, _ = exact.search(queries, K)
         del exact
-        from regard.store import postgres
-
-        efs = [int(x) for x in args.pg_ef.split(",") if x] if args.pg_ef else [postgres.EF_SEARCH]
         with tempfile.TemporaryDirectory(prefix="regard-store-bench-") as tmp:
             loaded = []
             for url in [f"sqlite:///{Path(tmp) / 'bench.db'}", *args.store]:

@@ -171,7 +171,6 @@ def test_concurrent_enrollment_and_search_from_several_processes(tmp_path, store
     assert searches == reported["search"] >= 1
 
 
-
 def test_postgres_search_leaves_out_a_face_erased_while_it_waited_for_the_audit_lock(postgres_url):
     """The race a search runs with writers: its query sees a face that another transaction is
     erasing; the search then queues behind that writer for the audit head's lock. Once it holds the
