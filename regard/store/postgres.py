@@ -79,9 +79,10 @@ EF_SEARCH = 350
 """HNSW search depth (pgvector's hnsw.ef_search) for a collection that is the whole table; see
 `search_depth` for one that shares it. At a million faces (bench/search.py's gallery and server, 2
 cores, through `Store.search` with its audit entry, 2026-11-29) recall@10 is 0.977 / 0.982 / 0.986
-at ef 300 / 350 / 400, p50 16.2 / 18.8 / 20.1 ms: 350 is the shallowest depth above 0.98 (the same
-0.982-0.983 in three builds), 400 buys 0.004 of recall for 7 % more time. Search time grows in
-proportion to the depth; `PostgresStore.ef_search` changes it for a store."""
+at ef 300 / 350 / 400, p50 16.2 / 18.8 / 20.1 ms (20.2 ms at ef 350 in a later run): 350 is the
+shallowest depth above 0.98 (the same 0.982-0.983 in four builds), 400 buys 0.004 of recall for 7 to
+13 % more time. Search time grows in proportion to the depth; `PostgresStore.ef_search` changes it
+for a store."""
 
 EF_SEARCH_MAX = 1000
 """pgvector's largest hnsw.ef_search."""
@@ -98,7 +99,9 @@ HNSW_DEFINITION = (
 """The vector index as the migrations create it; `build_vector_index` recreates it after a bulk load.
 m 24 rather than pgvector's default 16: at 1M faces recall@10 0.985 against 0.959 at ef 400.
 ef_construction 200 rather than 128: recall@10 at ef 400 0.987 against 0.983 (so ef 350 does what
-ef 400 did), for a build of 18 instead of 13 minutes at a million faces on 2 cores.
+ef 400 did), for a build of 18 instead of 13 minutes at a million faces on 2 cores. ef_construction
+400 adds only 0.002 more (0.984 at ef 350, 0.980 at ef 300) and the bench's build and settling took
+36 minutes instead of 21: not worth it.
 m 32 (ef_construction 200) reaches recall@10 0.985 at ef 250 touching about 15 % fewer pages than
 m 24 at ef 400, but its build took 72 minutes: not worth it on 2 cores."""
 
