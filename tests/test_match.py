@@ -13,6 +13,7 @@ from regard.match import (
     default_table,
     pair_scores,
     score_from_distance,
+    score_of_distance,
     search_threshold,
     similarity,
 )
@@ -23,6 +24,12 @@ def test_score_is_monotone_and_bounded():
     s = score_from_distance(d)
     assert s[0] == 100 and s[-1] == 0 and np.all(np.diff(s) <= 0)
     assert score_from_distance(0.6) == pytest.approx(50.0)
+
+
+def test_one_distance_scores_exactly_as_the_vectorised_function():
+    d = np.concatenate([np.linspace(0, 3, 3001), np.random.default_rng(1).uniform(0, 1.5, 1000)])
+    assert [score_of_distance(float(x)) for x in d] == [float(s) for s in score_from_distance(d)]
+    assert isinstance(score_of_distance(0.3), float)
 
 
 def test_identical_embeddings_score_100():
@@ -37,6 +44,7 @@ def test_calibration_counts_errors_at_each_threshold():
     assert table.fmr_at(50.0) == pytest.approx(1 / 5)  # only 60 scores >= 50
     assert table.fnmr_at(50.0) == pytest.approx(1 / 4)  # only 40 falls below
     assert table.fmr_at(60.0) == pytest.approx(1 / 5) and table.fmr_at(60.1) == 0.0
+    assert table.fmr_at(-5.0) == 1.0 and table.fnmr_at(100.5) == table.fnmr[-1]  # off the grid: its ends
     assert table.threshold_for(0.2) == pytest.approx(45.1)
     with pytest.raises(RegardError, match="below what the calibration can measure"):
         table.threshold_for(0.01)

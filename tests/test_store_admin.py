@@ -214,6 +214,71 @@ def test_postgres_large_collections_are_searched_through_the_halfvec_index(
     store.close()
 
 
+def test_search_plans_serve_only_searches_they_cover() -> None:
+    from regard.store.postgres import SearchPlan
+
+    exact, graph = SearchPlan(exact=True), SearchPlan(exact=False, depth=400)
+    assert exact.covers(graph) and exact.covers(exact)  # exact finds the true nearest, whatever the size
+    assert not graph.covers(exact)  # a collection that shrank below EXACT_BELOW is searched again
+    assert graph.covers(SearchPlan(exact=False, depth=420))  # 5 % short: the share moved a little
+    assert not graph.covers(SearchPlan(exact=False, depth=450))
+    assert not graph.covers(SearchPlan(exact=False, depth=400, iterative=True))
+    assert SearchPlan(exact=False, depth=1000, iterative=True).covers(graph)
+
+
+def test_postgres_search_sent_ahead_on_a_stale_plan_is_sent_again(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store sends a collection's queries along with the lookup of its row, planned from the
+    sizes it saw at its last search there. When another process has changed those sizes so much
+    that the old plan falls short, the row says so and the queries go again with the right plan."""
+    import numpy as np
+
+    from regard.face import QualityLevel
+    from regard.match import score_from_distance
+    from regard.store import ConsentBasis, NewFace, SearchQuery
+    from regard.store import postgres
+
+    monkeypatch.setattr(postgres, "EXACT_BELOW", 100)
+    rng = np.random.default_rng(11)
+
+    def enroll(store: postgres.PostgresStore, collection: str, count: int) -> np.ndarray:
+        store.create_collection(collection, purpose="test", actor="t")
+        vectors = rng.normal(0, 0.15, (count, 128)).astype(np.float32)
+        for p in range(0, count, 50):
+            store.add_person(collection, f"p{p}", actor="t")
+            store.record_consent(collection, f"p{p}", basis=ConsentBasis.CONSENT, actor="t")
+            faces = [
+                NewFace(embedding=v, box=(0, 0, 10, 10), quality_score=80.0, quality_level=QualityLevel.HIGH)
+                for v in vectors[p : p + 50]
+            ]
+            store.add_faces(collection, f"p{p}", faces, actor="t")
+        return vectors
+
+    searcher, other = postgres.PostgresStore(postgres_url), postgres.PostgresStore(postgres_url)
+    small = enroll(searcher, "small", 150)
+    for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):  # the graph, as at scale
+        searcher._conn.execute(f"SET {setting} = off")
+    searcher.ef_search = 20  # alone in the table: 20 candidates, all of this collection
+    query = small[3] + rng.normal(0, 0.01, 128).astype(np.float32)
+    search = lambda: searcher.search("small", [SearchQuery(query)], actor="t", purpose="test", k=10, threshold=0)[0]  # noqa: E731
+    assert len(search()) == 10
+    assert searcher._plans["small"] == postgres.SearchPlan(exact=False, depth=20)
+    enroll(other, "big", 1350)  # now a tenth of the table: depth 20 finds about 2 of its faces
+    found = search()
+    assert searcher._plans["small"] == postgres.SearchPlan(exact=False, depth=200)
+    exact = np.sort(np.linalg.norm(small - query, axis=1))[:10]
+    assert len(found) == 10 and np.allclose([c.score for c in found], score_from_distance(exact), atol=1e-3)
+    # Sent ahead with the old plan, the depth-20 search would have come back short: it is the resend that found them.
+    stale = searcher._conn.execute(
+        f"SELECT row FROM faces WHERE collection_id = 'small' ORDER BY {postgres.INDEXED} <-> %s::halfvec(128) LIMIT 10",
+        (query,),
+    ).fetchall()
+    assert len(stale) < 10
+    searcher.close()
+    other.close()
+
+
 def test_postgres_first_schema_is_upgraded_to_the_halfvec_index(postgres_url: str) -> None:
     """A database made by the first release (full-precision HNSW index, schema version 1) gets the
     half-precision index when a newer Regard opens it, and keeps its faces and audit chain."""

@@ -29,7 +29,7 @@ from regard.audit.log import AUDIT_SCHEMA, AuditAction, AuditEntry, VerifyReport
 from regard.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from regard.face import QualityLevel
 from regard.index import VectorIndex, new_index
-from regard.match import ThresholdTable, score_from_distance, search_threshold
+from regard.match import ThresholdTable, score_of_distance, search_threshold
 from regard.models.registry import DLIB_RESNET
 from regard.store.base import (
     ApiKey,
@@ -688,7 +688,7 @@ class SQLiteStore(Store):
                 for id_row, d_row in zip(ids, distances):
                     hits = []
                     for face_row, d in zip(id_row, d_row):
-                        score = float(score_from_distance(float(d)))
+                        score = score_of_distance(float(d))
                         if face_row >= 0 and score >= threshold:
                             hits.append((int(face_row), score))
                     found.append(hits)
