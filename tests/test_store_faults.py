@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from regard.store import ConsentBasis, SearchQuery, open_store
@@ -171,11 +172,14 @@ def test_concurrent_enrollment_and_search_from_several_processes(tmp_path, store
     assert searches == reported["search"] >= 1
 
 
-def test_postgres_search_leaves_out_a_face_erased_while_it_waited_for_the_audit_lock(postgres_url):
+@pytest.mark.parametrize("searched_before", [False, True], ids=["first-search", "plan-known"])
+def test_postgres_search_leaves_out_a_face_erased_while_it_waited_for_the_audit_lock(postgres_url, searched_before):
     """The race a search runs with writers: its query sees a face that another transaction is
     erasing; the search then queues behind that writer for the audit head's lock. Once it holds the
     lock, the erased face is in neither its results nor its audit entry (the check of which hits
-    are still there runs after the lock, though it is sent together with it)."""
+    are still there runs after the lock, though it is sent together with it). Both ways a search
+    goes: the first of a collection by a store, and later ones, whose queries, lock and check go
+    out before the collection's row has come back."""
     import threading
 
     import psycopg
@@ -196,6 +200,8 @@ def test_postgres_search_leaves_out_a_face_erased_while_it_waited_for_the_audit_
         face = NewFace(embedding=query + rng.normal(size=128).astype(np.float32) * 0.01, box=(0.0, 0.0, 90.0, 90.0),
                        quality_score=80.0, quality_level=QualityLevel.HIGH)  # fmt: skip
         face_ids[person] = store.add_faces("race", person, [face], actor="t")[0].face_id
+    if searched_before:
+        assert len(store.search("race", [SearchQuery(query)], actor="t", purpose="race test", threshold=0)[0]) == 2
     searched: list = []
     with psycopg.connect(postgres_url, autocommit=True) as writer, psycopg.connect(postgres_url, autocommit=True) as admin:
         with writer.transaction():

@@ -286,9 +286,9 @@ class PostgresStore(Store):
         """One transaction whose statements go out in a pipeline: each is sent without waiting for
         the one before, and the client waits for the server only where it reads a result and once
         at the end (BEGIN travels with the first query, COMMIT with the last). A search takes
-        three round trips instead of seven (the collection's row with the vector queries, the
-        audit head's lock with the check of which hits are still there, the audit entry with
-        COMMIT), which counts double when the database is across a network. Caller holds the lock."""
+        two round trips instead of seven (the collection's row with the vector queries, the audit
+        head's lock and the check of which hits are still there; then the audit entry with COMMIT),
+        which counts double when the database is across a network. Caller holds the lock."""
         conn = self._conn
         try:
             with conn.pipeline():
@@ -795,17 +795,19 @@ class PostgresStore(Store):
     ) -> tuple[list[psycopg.Cursor[Any]], tuple[int, bool]]:
         """Send the queries for the k nearest faces of a collection to each vector (row, face_id,
         person_id, distance), without waiting for their answers; `settings` are the (depth,
-        iterative) in force in this transaction. Returns the cursors and the settings now in force."""
+        iterative) in force in this transaction. Returns the cursors and the settings now in force.
+        Query i also records the rows it found in a setting of the transaction, regard.hits_i, for
+        `_send_check` to read back on the server."""
         if plan.exact:
             # l2_distance() is not the indexed operator: the planner scans the collection's rows.
-            sql = (
+            nearest = (
                 "SELECT row, face_id, person_id, l2_distance(embedding, %(q)s) AS distance FROM faces "
                 "WHERE collection_id = %(c)s ORDER BY distance LIMIT %(k)s"
             )
         else:
             # Candidates in the order of the index's half-precision distances, scored exactly; the
             # exact distances then order them (rounding can swap two near-equal neighbours).
-            sql = (
+            nearest = (
                 "SELECT row, face_id, person_id, embedding <-> %(q)s AS distance FROM faces "
                 f"WHERE collection_id = %(c)s ORDER BY {INDEXED} <-> %(q)s::halfvec(128) LIMIT %(k)s"
             )
@@ -815,7 +817,22 @@ class PostgresStore(Store):
                     (str(plan.depth), "strict_order" if plan.iterative else "off"),
                 )
                 settings = (plan.depth, plan.iterative)
-        return [conn.execute(sql, {"q": v, "c": collection_id, "k": k}) for v in vectors], settings
+        cursors = [
+            conn.execute(
+                f"WITH hits AS MATERIALIZED ({nearest}) SELECT row, face_id, person_id, distance, "
+                f"set_config('regard.hits_{i}', (SELECT array_agg(row)::text FROM hits), true) FROM hits",
+                {"q": vector, "c": collection_id, "k": k},
+            )
+            for i, vector in enumerate(vectors)
+        ]
+        return cursors, settings
+
+    @staticmethod
+    def _send_check(conn: psycopg.Connection[Any], queries: int) -> psycopg.Cursor[Any]:
+        """Send the query for which of the rows that `_send_nearest`'s queries recorded are still in
+        the faces table (a setting never set in this transaction reads as no rows)."""
+        recorded = [f"coalesce(nullif(current_setting('regard.hits_{i}', true), ''), '{{}}')::bigint[]" for i in range(queries)]
+        return conn.execute(f"SELECT row FROM faces WHERE row = ANY({' || '.join(recorded) or 'ARRAY[]::bigint[]'})")  # type: ignore[arg-type]
 
     def search(
         self,
@@ -846,9 +863,14 @@ class PostgresStore(Store):
         threshold: float | None,
         request: dict[str, Any] | None,
     ) -> list[list[Candidate]]:
-        # The collection's row says how to search it, but waiting for it costs a round trip: the
-        # queries go out with it, planned from the sizes this store saw at its last search of the
-        # collection, and are sent again only if the row calls for a different plan.
+        # Three steps: the vector queries; the audit head's lock, which orders this search among
+        # the writers; once it is held, the check of which hits are still there (faces erased by a
+        # writer that committed after the queries ran are left out), with a snapshot taken then.
+        # The collection's row says how to search it, but waiting for it costs a round trip: all
+        # three go out with it, the queries planned from the sizes this store saw at its last
+        # search of the collection. If the row calls for a plan the old one does not cover, the
+        # queries go again; they then run under the lock, where no face can be erased before this
+        # search is logged, and need no check.
         guess = self._plans.get(collection_id)
         settings = (self._ef_search, False)  # the session's own; the transaction may change them
         with self._pipelined() as conn:
@@ -857,33 +879,33 @@ class PostgresStore(Store):
                 "FROM collections WHERE id = %s",
                 (collection_id,),
             )
-            sent = None
             if guess is not None:
                 sent, settings = self._send_nearest(conn, guess, collection_id, vectors, k, settings=settings)
+                head_lock = pglog.request_head_lock(conn)
+                check: psycopg.Cursor[Any] | None = self._send_check(conn, len(vectors))
             row = collection.fetchone()
             if row is None:
                 self._plans.pop(collection_id, None)
                 raise NotFoundError(f"no collection {collection_id!r}")
             size = int(row["face_count"])
             plan = self._plan(size, int(row["table_faces"]), k)
-            if guess is None or not guess.covers(plan):
+            if guess is None:
                 sent, settings = self._send_nearest(conn, plan, collection_id, vectors, k, settings=settings)
+                head_lock = pglog.request_head_lock(conn)
+                check = self._send_check(conn, len(vectors))
+            elif not guess.covers(plan):
+                sent, settings = self._send_nearest(conn, plan, collection_id, vectors, k, settings=settings)
+                check = None
             self._plans[collection_id] = plan
             if threshold is None:
                 fixed = row["threshold"]
                 threshold = fixed if fixed is not None else search_threshold(self.table, size)
             found: list[list[tuple[dict[str, Any], float]]] = []
-            for cursor in sent or []:
+            for cursor in sent:
                 nearest = sorted(cursor.fetchall(), key=lambda r: float(r["distance"]))
                 found.append([(hit, score) for hit in nearest if (score := score_of_distance(float(hit["distance"]))) >= threshold])
-            # The write part: from here on this search is ordered among the writers. The check of
-            # which hits are still there goes out with the lock and runs once it is held, so faces
-            # erased since the query ran (by a writer that committed before us) are left out.
-            rows = [hit["row"] for hits in found for hit, _ in hits]
-            head_lock = pglog.request_head_lock(conn)
-            still_there = conn.execute("SELECT row FROM faces WHERE row = ANY(%s)", (rows,)) if rows else None
             self._head = pglog.head_locked(head_lock)
-            alive = {r["row"] for r in still_there} if still_there is not None else set()
+            alive = {r["row"] for r in check} if check is not None else {hit["row"] for hits in found for hit, _ in hits}
             results = [
                 [
                     Candidate(hit["face_id"], hit["person_id"], score, self.table.fmr_estimate(score))
