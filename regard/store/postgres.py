@@ -80,8 +80,8 @@ EF_SEARCH = 350
 """HNSW search depth (pgvector's hnsw.ef_search) for a collection that is the whole table; see
 `search_depth` for one that shares it. At a million faces (bench/search.py's gallery and server, 2
 cores, through `Store.search` with its audit entry, 2026-11-29) recall@10 is 0.977 / 0.982 / 0.986
-at ef 300 / 350 / 400, p50 16.2 / 18.8 / 20.1 ms (20.2 ms at ef 350 in a later run): 350 is the
-shallowest depth above 0.98 (the same 0.982-0.983 in four builds), 400 buys 0.004 of recall for 7 to
+at ef 300 / 350 / 400, p50 16.2 / 18.8 / 20.1 ms (20.2 ms at ef 350 in a later run, 19.2 ms with
+the two-round-trip search): 350 is the shallowest depth above 0.98 (the same 0.982-0.983 in five builds), 400 buys 0.004 of recall for 7 to
 13 % more time. Search time grows in proportion to the depth; `PostgresStore.ef_search` changes it
 for a store."""
 
