@@ -81,9 +81,9 @@ EF_SEARCH = 350
 `search_depth` for one that shares it. At a million faces (bench/search.py's gallery and server, 2
 cores, through `Store.search` with its audit entry, 2026-11-29) recall@10 is 0.977 / 0.982 / 0.986
 at ef 300 / 350 / 400, p50 16.2 / 18.8 / 20.1 ms (20.2 ms at ef 350 in a later run, 19.2 ms with
-the two-round-trip search): 350 is the shallowest depth above 0.98 (the same 0.982-0.983 in five builds), 400 buys 0.004 of recall for 7 to
-13 % more time. Search time grows in proportion to the depth; `PostgresStore.ef_search` changes it
-for a store."""
+the two-round-trip search): 350 is the shallowest depth above 0.98 (the same 0.982-0.983 in five
+builds), 400 buys 0.004 of recall for 7 to 13 % more time. Search time grows in proportion to the
+depth; `PostgresStore.ef_search` changes it for a store."""
 
 EF_SEARCH_MAX = 1000
 """pgvector's largest hnsw.ef_search."""
@@ -121,7 +121,6 @@ def search_depth(collection_faces: int, table_faces: int, ef_search: int = EF_SE
     return EF_SEARCH_MAX, True
 
 
-
 @dataclass(frozen=True)
 class SearchPlan:
     """How a collection is searched: exactly, or through the HNSW graph at a depth (iteratively or not)."""
@@ -141,6 +140,7 @@ class SearchPlan:
         if needed.exact:
             return False
         return (self.iterative or not needed.iterative) and self.depth >= needed.depth - needed.depth // 20
+
 
 FACES_INSERT = (
     "INSERT INTO faces (face_id, collection_id, person_id, external_image_id, box_left, box_top, box_width, "
@@ -831,8 +831,26 @@ class PostgresStore(Store):
     def _send_check(conn: psycopg.Connection[Any], queries: int) -> psycopg.Cursor[Any]:
         """Send the query for which of the rows that `_send_nearest`'s queries recorded are still in
         the faces table (a setting never set in this transaction reads as no rows)."""
-        recorded = [f"coalesce(nullif(current_setting('regard.hits_{i}', true), ''), '{{}}')::bigint[]" for i in range(queries)]
-        return conn.execute(f"SELECT row FROM faces WHERE row = ANY({' || '.join(recorded) or 'ARRAY[]::bigint[]'})")  # type: ignore[arg-type]
+        recorded = " || ".join(
+            f"coalesce(nullif(current_setting('regard.hits_{i}', true), ''), '{{}}')::bigint[]" for i in range(queries)
+        )
+        return conn.execute(f"SELECT row FROM faces WHERE row = ANY({recorded or 'ARRAY[]::bigint[]'})")  # type: ignore[arg-type]
+
+    def _send_search(
+        self,
+        conn: psycopg.Connection[Any],
+        plan: SearchPlan,
+        collection_id: str,
+        vectors: list[np.ndarray],
+        k: int,
+        *,
+        settings: tuple[int, bool],
+    ) -> tuple[list[psycopg.Cursor[Any]], psycopg.Cursor[Any], psycopg.Cursor[Any], tuple[int, bool]]:
+        """Send a search's three steps without waiting: the vector queries (`_send_nearest`), the
+        audit head's lock, and the check of which hits are still there, which runs once the lock is
+        held. Returns their cursors and the settings now in force."""
+        sent, settings = self._send_nearest(conn, plan, collection_id, vectors, k, settings=settings)
+        return sent, pglog.request_head_lock(conn), self._send_check(conn, len(vectors)), settings
 
     def search(
         self,
@@ -879,10 +897,11 @@ class PostgresStore(Store):
                 "FROM collections WHERE id = %s",
                 (collection_id,),
             )
+            check: psycopg.Cursor[Any] | None
             if guess is not None:
-                sent, settings = self._send_nearest(conn, guess, collection_id, vectors, k, settings=settings)
-                head_lock = pglog.request_head_lock(conn)
-                check: psycopg.Cursor[Any] | None = self._send_check(conn, len(vectors))
+                sent, head_lock, check, settings = self._send_search(
+                    conn, guess, collection_id, vectors, k, settings=settings
+                )
             row = collection.fetchone()
             if row is None:
                 self._plans.pop(collection_id, None)
@@ -890,9 +909,9 @@ class PostgresStore(Store):
             size = int(row["face_count"])
             plan = self._plan(size, int(row["table_faces"]), k)
             if guess is None:
-                sent, settings = self._send_nearest(conn, plan, collection_id, vectors, k, settings=settings)
-                head_lock = pglog.request_head_lock(conn)
-                check = self._send_check(conn, len(vectors))
+                sent, head_lock, check, settings = self._send_search(
+                    conn, plan, collection_id, vectors, k, settings=settings
+                )
             elif not guess.covers(plan):
                 sent, settings = self._send_nearest(conn, plan, collection_id, vectors, k, settings=settings)
                 check = None
@@ -903,9 +922,13 @@ class PostgresStore(Store):
             found: list[list[tuple[dict[str, Any], float]]] = []
             for cursor in sent:
                 nearest = sorted(cursor.fetchall(), key=lambda r: float(r["distance"]))
-                found.append([(hit, score) for hit in nearest if (score := score_of_distance(float(hit["distance"]))) >= threshold])
+                scored = [(hit, score_of_distance(float(hit["distance"]))) for hit in nearest]
+                found.append([(hit, score) for hit, score in scored if score >= threshold])
             self._head = pglog.head_locked(head_lock)
-            alive = {r["row"] for r in check} if check is not None else {hit["row"] for hits in found for hit, _ in hits}
+            if check is not None:
+                alive = {r["row"] for r in check}
+            else:  # the queries ran under the lock: every hit is still there
+                alive = {hit["row"] for hits in found for hit, _ in hits}
             results = [
                 [
                     Candidate(hit["face_id"], hit["person_id"], score, self.table.fmr_estimate(score))
