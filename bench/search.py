@@ -552,7 +552,7 @@ def search_stores(loaded: list[LoadedStore], queries: Any, truth: Any, efs: list
     from regard.store import SearchQuery
 
     interactive = sys.stderr.isatty()
-    pooled: dict[int, list[float]] = {id(s): [] for s in loaded}
+    pooled: list[list[float]] = [[] for _ in loaded]  # latencies over all rounds, a list per store
     for s in loaded:
         s.result["runs"] = []
     for ef in efs:
@@ -561,31 +561,32 @@ def search_stores(loaded: list[LoadedStore], queries: Any, truth: Any, efs: list
                 s.store.ef_search = ef
             for q in queries[:20]:  # warm up
                 s.store.search(s.collection, [SearchQuery(q)], actor="bench", purpose="warm up", k=K, threshold=0)
-        latencies: dict[int, list[float]] = {id(s): [] for s in loaded}
-        recalls: dict[int, list[float]] = {id(s): [] for s in loaded}
+        latencies: list[list[float]] = [[] for _ in loaded]
+        recalls: list[list[float]] = [[] for _ in loaded]
         rows = list(zip(queries, truth))
         blocks = range(0, len(rows), SIDE_BY_SIDE_BLOCK)
+        order = list(range(len(loaded)))
         for b, first in enumerate(tqdm(blocks, desc=f"searching (PostgreSQL ef {ef})", unit="block", disable=not interactive)):
-            for s in loaded if b % 2 == 0 else loaded[::-1]:
+            for i in order if b % 2 == 0 else order[::-1]:
+                s = loaded[i]
                 for q, t in rows[first : first + SIDE_BY_SIDE_BLOCK]:
                     started = time.perf_counter()
                     found = s.store.search(s.collection, [SearchQuery(q)], actor="bench", purpose="benchmark", k=K, threshold=0)[0]
-                    latencies[id(s)].append(time.perf_counter() - started)
-                    recalls[id(s)].append(len({s.row_of[c.face_id] for c in found} & set(int(x) for x in t)) / K)
-        for s in loaded:
-            lat = latencies[id(s)]
-            pooled[id(s)] += lat
+                    latencies[i].append(time.perf_counter() - started)
+                    recalls[i].append(len({s.row_of[c.face_id] for c in found} & set(int(x) for x in t)) / K)
+        for i, s in enumerate(loaded):
+            lat = latencies[i]
+            pooled[i] += lat
             s.result["runs"].append(
                 {
                     "ef": ef if s.backend == "postgresql" else None,
                     "p50_ms": float(np.percentile(lat, 50) * 1e3),
                     "p99_ms": float(np.percentile(lat, 99) * 1e3),
-                    "recall_at_10": float(np.mean(recalls[id(s)])),
+                    "recall_at_10": float(np.mean(recalls[i])),
                     "searches": len(lat),
                 }
             )
-    for s in loaded:
-        lat = pooled[id(s)]
+    for s, lat in zip(loaded, pooled):
         s.result.update(
             p50_ms=float(np.percentile(lat, 50) * 1e3),
             p99_ms=float(np.percentile(lat, 99) * 1e3),
