@@ -1,8 +1,12 @@
 """Comparing faces: a 0-100 similarity score and thresholds calibrated to a false-match rate.
 
-The embedder's native metric is the Euclidean distance between 128-d vectors (dlib trained it so
-that 0.6 separates people). Regard maps it linearly to a score, `100 * (1 - d / 1.2)` clipped to
-0..100, so 0.6 is a score of 50. The score itself promises nothing: what a threshold means is the
+Embeddings are compared by the angle between them: `distance` is the Euclidean distance between
+the two vectors scaled to unit length (sqrt(2 - 2 cos)), and the score maps it linearly,
+`100 * (1 - d / 0.8)` clipped to 0..100 (unit distance 0.4, cosine 0.92, is a score of 50). Measured
+on LFW fold 1 with thresholds chosen by 10-way cross-validation over people, the angle does better
+than the raw Euclidean distance dlib's vectors were trained with (their lengths vary from 1.27 to
+1.69 and carry no identity): TAR 80.3 % instead of 71.2 % at FMR 1e-4 and 58.2 % instead of 55.2 %
+at 1e-5 (bench/identification.py measures the 1:N gain). The score itself promises nothing: what a threshold means is the
 false-match rate (FMR) measured at it on labelled photos, which the threshold table holds. Every
 comparison reports the FMR of the threshold it used; the default threshold is the lowest score whose
 measured FMR is at most 1e-3 (one false match in a thousand comparisons of different people).
@@ -22,7 +26,8 @@ import numpy as np
 
 from regard.errors import RegardError
 
-DISTANCE_AT_ZERO = 1.2
+DISTANCE_AT_ZERO = 0.8
+"""The unit-vector distance whose score is 0 (cosine 0.68: lower than any pair of LFW fold 1)."""
 DEFAULT_FMR = 1e-3
 DEFAULT_FPIR = 0.01
 """1:N search: the share of searches for someone not enrolled that may return any candidate."""
@@ -30,13 +35,27 @@ _TAIL_MIN_COUNT = 20
 _GRID = np.round(np.arange(0.0, 100.0001, 0.1), 1)
 
 
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """Embeddings (one, or N x 128) scaled to length 1, as float32. Stores index these, so that
+    the Euclidean distance of their indexes is `distance`. A zero vector is an error."""
+    array = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(array, axis=-1, keepdims=True)
+    if not np.all(norms > 0):
+        raise RegardError("an embedding of length 0 cannot be compared")
+    return (array / norms).astype(np.float32)
+
+
 def distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Euclidean distance between two embeddings."""
-    return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+    """The distance between two embeddings: Euclidean, between the vectors scaled to length 1."""
+    ua, ub = (np.asarray(v, np.float64) for v in (a, b))
+    na, nb = np.linalg.norm(ua), np.linalg.norm(ub)
+    if not (na > 0 and nb > 0):
+        raise RegardError("an embedding of length 0 cannot be compared")
+    return float(np.linalg.norm(ua / na - ub / nb))
 
 
 def score_from_distance(d: np.ndarray | float) -> np.ndarray | float:
-    """The 0-100 similarity score for an embedding distance (vectorised)."""
+    """The 0-100 similarity score for a distance between unit-length embeddings (vectorised)."""
     return np.clip(100.0 * (1.0 - np.asarray(d) / DISTANCE_AT_ZERO), 0.0, 100.0)
 
 
@@ -165,9 +184,8 @@ def calibrate(genuine_scores: np.ndarray, impostor_scores: np.ndarray, source: s
 
 def pair_scores(embeddings: np.ndarray, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Scores of every same-label pair and every different-label pair among the embeddings."""
-    vectors = np.asarray(embeddings, dtype=np.float64)
-    squared = (vectors**2).sum(axis=1)
-    d2 = squared[:, None] + squared[None, :] - 2 * vectors @ vectors.T
+    vectors = unit(embeddings).astype(np.float64)
+    d2 = 2.0 - 2.0 * (vectors @ vectors.T)
     scores = score_from_distance(np.sqrt(np.clip(d2, 0, None)))
     ids = np.unique(np.asarray(labels), return_inverse=True)[1]
     upper = np.triu_indices(len(vectors), k=1)

@@ -14,7 +14,7 @@ from regard import models
 from regard.errors import NoFaceError, RegardError
 from regard.face import Box, Face
 from regard.image import DEFAULT_MAX_PIXELS, ImageSource, load_image
-from regard.match import Comparison, compare_embeddings
+from regard.match import Comparison, compare_embeddings, unit
 from regard.models.detector import DEFAULT_MAX_SIDE, DEFAULT_MIN_CONFIDENCE, DEFAULT_MIN_FACE
 from regard.quality import assess
 
@@ -50,7 +50,7 @@ def detect(
     chips = np.stack([_align.align(rgb, d.landmarks) for d in detections])
     embeddings: list[np.ndarray | None] = [None] * len(detections)
     if embed:
-        embeddings = list(models.get_embedder().embed_chips(chips, flip=flip))
+        embeddings = list(unit(models.get_embedder().embed_chips(chips, flip=flip)))
     return [
         Face(
             box=Box(*d.box),

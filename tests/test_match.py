@@ -11,11 +11,13 @@ from regard.match import (
     calibrate,
     compare_embeddings,
     default_table,
+    distance,
     pair_scores,
     score_from_distance,
     score_of_distance,
     search_threshold,
     similarity,
+    unit,
 )
 
 
@@ -23,7 +25,19 @@ def test_score_is_monotone_and_bounded():
     d = np.linspace(0, 3, 31)
     s = score_from_distance(d)
     assert s[0] == 100 and s[-1] == 0 and np.all(np.diff(s) <= 0)
-    assert score_from_distance(0.6) == pytest.approx(50.0)
+    assert score_from_distance(0.4) == pytest.approx(50.0)
+
+
+def test_the_score_depends_on_the_angle_not_the_length():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=128), rng.normal(size=128)
+    assert similarity(a, 3.0 * a) == pytest.approx(100.0)
+    assert similarity(a, b) == pytest.approx(similarity(0.5 * a, 2.0 * b))
+    cosine = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+    assert distance(a, b) == pytest.approx(np.sqrt(2 - 2 * cosine))
+    assert np.allclose(np.linalg.norm(unit(np.stack([a, b])), axis=1), 1.0)
+    with pytest.raises(RegardError, match="length 0"):
+        similarity(a, np.zeros(128))
 
 
 def test_one_distance_scores_exactly_as_the_vectorised_function():
@@ -72,7 +86,7 @@ def test_shipped_table_default_threshold_is_strict():
 def test_compare_embeddings_reports_the_fmr_of_its_threshold():
     rng = np.random.default_rng(3)
     a = rng.normal(size=128) * 0.05
-    result = compare_embeddings(a, a + 0.001)
+    result = compare_embeddings(a, a + 0.0001)
     assert result.match and result.score > 99
     assert result.fmr_at_threshold <= DEFAULT_FMR
     far = compare_embeddings(a, a + 0.2)

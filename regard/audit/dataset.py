@@ -320,6 +320,8 @@ def pair_scores(vectors: np.ndarray, pairs: Pairs, *, chunk: int = 1 << 16) -> n
     pairs fit in memory. Same arithmetic as `regard.match.similarity`, vectorised."""
     from regard.match import score_from_distance
 
+    vectors = np.asarray(vectors, dtype=np.float64)
+    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)  # rows without a face stay NaN
     out = np.empty(len(pairs))
     for start in range(0, len(pairs), chunk):
         a = vectors[pairs.a[start : start + chunk]]

@@ -184,11 +184,11 @@ def identification(
 ) -> Identification:
     """Search every probe embedding against the gallery embeddings (exhaustively, as the exact index
     does). A probe whose person is in the gallery is mated; the others are non-mated."""
-    from regard.match import score_from_distance
+    from regard.match import score_from_distance, unit
 
-    gallery = np.asarray(gallery, dtype=np.float64)
+    gallery = unit(gallery).astype(np.float64) if len(gallery) else np.asarray(gallery, dtype=np.float64)
     gallery_person = np.asarray(gallery_person)
-    probes = np.asarray(probes, dtype=np.float64)
+    probes = unit(probes).astype(np.float64) if len(probes) else np.asarray(probes, dtype=np.float64)
     probe_person = np.asarray(probe_person)
     if len(gallery) == 0:
         raise RegardError("identification needs a gallery: no person has two usable photos")

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from regard.errors import InvalidArgumentError, RegardError
+from regard.match import unit
 from regard.store.postgres import EXACT_BELOW, FACES_INSERT, PostgresStore, insert_rows
 from regard.store.sqlite import EMBEDDING_SIZE, SQLiteStore
 
@@ -197,7 +198,7 @@ def _copy(
         lambda r: (
             r["face_id"], r["collection_id"], r["person_id"], r["external_image_id"], r["box_left"], r["box_top"],
             r["box_width"], r["box_height"], r["quality_score"], r["quality_level"],
-            np.frombuffer(r["embedding"], dtype=np.float32, count=EMBEDDING_SIZE), r["thumbnail"],
+            unit(np.frombuffer(r["embedding"], dtype=np.float32, count=EMBEDDING_SIZE)), r["thumbnail"],
             _time(r["created_at"]),
         ),
     )  # fmt: skip

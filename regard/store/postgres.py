@@ -47,7 +47,7 @@ from regard.audit import pglog
 from regard.audit.log import AuditAction, AuditEntry, VerifyReport
 from regard.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from regard.face import QualityLevel
-from regard.match import ThresholdTable, score_of_distance, search_threshold
+from regard.match import ThresholdTable, score_of_distance, search_threshold, unit
 from regard.store.base import (
     ApiKey,
     Candidate,
@@ -192,10 +192,11 @@ def _iso(when: datetime | None) -> str | None:
 
 
 def _vector(vector: np.ndarray) -> np.ndarray:
+    """A face's embedding as stored and searched: scaled to length 1 (see `regard.match.unit`)."""
     array = np.asarray(vector, dtype=np.float32)
-    if array.shape != (EMBEDDING_SIZE,) or not np.isfinite(array).all():
-        raise InvalidArgumentError(f"an embedding is {EMBEDDING_SIZE} finite numbers, not shape {array.shape}")
-    return array
+    if array.shape != (EMBEDDING_SIZE,) or not np.isfinite(array).all() or not np.any(array):
+        raise InvalidArgumentError(f"an embedding is {EMBEDDING_SIZE} finite numbers, not all 0, not shape {array.shape}")
+    return unit(array)
 
 
 class PostgresStore(Store):

@@ -29,7 +29,7 @@ from regard.audit.log import AUDIT_SCHEMA, AuditAction, AuditEntry, VerifyReport
 from regard.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from regard.face import QualityLevel
 from regard.index import VectorIndex, new_index
-from regard.match import ThresholdTable, score_of_distance, search_threshold
+from regard.match import ThresholdTable, score_of_distance, search_threshold, unit
 from regard.models.registry import DLIB_RESNET
 from regard.store.base import (
     ApiKey,
@@ -137,6 +137,19 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 """,
     ),
+    (
+        3,
+        # Regard 0.3 compares faces by the angle between their embeddings: a collection's own search
+        # threshold was a score on the old scale and is cleared (the calibrated default applies until
+        # `regard audit --apply-to` is run again; docs/STORAGE.md). Stored vectors stay as they are:
+        # the index scales them to length 1 as it loads them.
+        """
+UPDATE collections SET threshold_source = json_object('cleared_by', '3_unit_vectors',
+        'previous_threshold', threshold, 'previous_source', json(threshold_source)),
+    threshold = NULL
+WHERE threshold IS NOT NULL;
+""",
+    ),
 ]
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
@@ -154,10 +167,11 @@ def _time(text: str | None) -> datetime | None:
 
 
 def _vector_bytes(vector: np.ndarray) -> bytes:
+    """A face's embedding as stored and searched: scaled to length 1 (see `regard.match.unit`)."""
     array = np.asarray(vector, dtype=np.float32)
-    if array.shape != (EMBEDDING_SIZE,) or not np.isfinite(array).all():
-        raise InvalidArgumentError(f"an embedding is {EMBEDDING_SIZE} finite numbers, not shape {array.shape}")
-    return array.tobytes()
+    if array.shape != (EMBEDDING_SIZE,) or not np.isfinite(array).all() or not np.any(array):
+        raise InvalidArgumentError(f"an embedding is {EMBEDDING_SIZE} finite numbers, not all 0, not shape {array.shape}")
+    return unit(array).tobytes()
 
 
 @dataclass
@@ -658,7 +672,7 @@ class SQLiteStore(Store):
         if added:
             ids = np.array([r["row"] for r in added], dtype=np.int64)
             vectors = np.frombuffer(b"".join(r["embedding"] for r in added), dtype=np.float32).reshape(-1, EMBEDDING_SIZE)
-            state.index.add(ids, vectors)
+            state.index.add(ids, unit(vectors))  # faces enrolled before 0.3 are stored unscaled
             state.last_row = int(ids[-1])
         return state.index, len(state.index)
 
