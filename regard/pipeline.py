@@ -15,7 +15,7 @@ from regard.errors import NoFaceError, RegardError
 from regard.face import Box, Face
 from regard.image import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from regard.match import Comparison, compare_embeddings, unit
-from regard.models.detector import DEFAULT_MAX_SIDE, DEFAULT_MIN_CONFIDENCE, DEFAULT_MIN_FACE
+from regard.models.detector import DEFAULT_MIN_CONFIDENCE, DEFAULT_MIN_FACE
 from regard.quality import assess
 
 FLIP_DEFAULT = True
@@ -29,21 +29,20 @@ def detect(
     *,
     embed: bool = True,
     flip: bool = FLIP_DEFAULT,
-    max_side: int = DEFAULT_MAX_SIDE,
-    min_face: int = DEFAULT_MIN_FACE,
+    min_face: float = DEFAULT_MIN_FACE,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> list[Face]:
     """Every face in a photo, most confident first, with quality and (by default) embedding.
 
     `image` is a path, bytes, a binary file or an HxWx3 uint8 RGB array. Raises ImageError for
-    input that is not a usable image; a photo without faces gives an empty list. Faces narrower
-    than `min_face` pixels may be missed (smaller values find smaller faces, more slowly), and a
-    photo is looked at with its long side shrunk to `max_side` pixels at most.
+    input that is not a usable image; a photo without faces gives an empty list. Every face
+    `min_face` pixels wide and up is looked for, in photos of any size up to `max_pixels` (large
+    photos in tiles); a smaller `min_face` finds smaller faces, more slowly.
     """
     rgb = load_image(image, max_pixels=max_pixels)
     detections = models.get_detector().detect(
-        rgb, max_side=max_side, min_face=min_face, min_confidence=min_confidence
+        rgb, min_face=min_face, min_confidence=min_confidence
     )
     if not detections:
         return []

@@ -7,7 +7,7 @@ import pytest
 
 from regard.image import load_image
 from regard.models import get_detector
-from regard.models.detector import _nms
+from regard.models.detector import nms as _nms
 
 # Hand-drawn boxes from dlib's examples/faces/testing.xml (left, top, width, height).
 GROUND_TRUTH = {
