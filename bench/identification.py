@@ -7,7 +7,8 @@ Every photo is embedded once per pipeline, end to end (decode -> detection -> em
 face: among faces at least half as wide as the widest, the one nearest the centre). Regard uses
 `regard.detect` and `regard.pipeline.primary_face`; face_recognition its defaults as users call it
 (`face_locations`, HOG with one upsample, then `face_encodings`). The embeddings are cached in an
-.npz beside --out (keyed by the data folder, the photo list and the model files; --no-cache redoes it).
+.npz beside --out, keyed by the data folder, the photo list, the model files and the code of Regard's
+pipeline (--no-cache embeds again).
 
 Protocol, repeated over --splits seeded random splits of the persons, for gallery depth g = 1, 2, 3:
 a person is eligible if they have at least g + 1 photos; half of the eligible persons, drawn at
@@ -18,10 +19,11 @@ so both pipelines see the same splits; a gallery photo where a pipeline finds no
 enrolled, a probe where it finds none answers nothing (a miss if mated, never a false positive).
 
 A person's score against a probe is the best similarity over their enrolled faces ("best"), or for
-g >= 2 the mean of their two best ("mean2"). Scores: "euclidean" (minus the distance of the raw
-vectors), "cosine" (of the vectors scaled to length 1), and "similarity": Regard's 0-100 score,
-`regard.match.similarity`, called pair by pair whatever its definition is today. Per row, pooled
-over the splits:
+g >= 2 the mean of their two best ("mean2"). Scores: "euclidean" (minus the distance between raw
+vectors: for Regard, the embedder's output for the main face's chip before the pipeline scales it to
+length 1), "cosine" (of Regard's embeddings, `Face.embedding`, scaled to length 1), and "similarity":
+Regard's 0-100 score, `regard.match.similarity`, called pair by pair whatever its definition is
+today. Per row, pooled over the splits:
 
 - rank-1: the share of mated probes whose own person scores strictly above every other person;
 - FNIR at FPIR 1 %: in each split the threshold is the lowest at which at most 1 % of the non-mated
@@ -33,8 +35,9 @@ over the splits:
   similarity score; face_recognition's `compare_faces(known, probe, tolerance=0.6)`, the answer being
   the person of the nearest matching face (`face_distance`).
 
-The galleries are small (tens of persons) and the splits share most of their photos, so the figures
-of neighbouring rows differ by less than their spread often enough: read them with the counts.
+The galleries are small (tens of persons on LFW fold 1) and the splits share most of their photos,
+so pooling over splits narrows the noise less than the probe counts suggest: the JSON has each row's
+spread of FNIR over the splits, and the same splits serve every row, so rows are compared pairwise.
 face_recognition needs the `bench` extra; without it (or with --no-peer) only Regard runs.
 """
 
@@ -48,7 +51,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,19 +63,21 @@ DEFAULT_OUT = HERE / "results" / "identification.json"
 DEPTHS = (1, 2, 3)
 TARGET_FPIR = 0.01
 TOLERANCE = 0.6  # face_recognition's default
+PIPELINE_CODE = ("pipeline.py", "align.py", "image.py", "face.py")  # with models/: what embeddings depend on
 SUFFIXES = {".jpg", ".jpeg", ".png"}
-ROWS = [  # (pipeline, score, fusion); the defaults are measured on the two rows that have one
-    ("regard", "euclidean", "best"),
-    ("regard", "euclidean", "mean2"),
-    ("regard", "cosine", "best"),
-    ("regard", "cosine", "mean2"),
-    ("regard", "similarity", "best"),
-    ("face_recognition", "euclidean", "best"),
-    ("face_recognition", "euclidean", "mean2"),
+ROWS = [  # (pipeline, vectors, score, fusion); vectors: the cached arrays (regard_raw: before unit())
+    ("regard", "regard_raw", "euclidean", "best"),
+    ("regard", "regard_raw", "euclidean", "mean2"),
+    ("regard", "regard", "cosine", "best"),
+    ("regard", "regard", "cosine", "mean2"),
+    ("regard", "regard", "similarity", "best"),
+    ("face_recognition", "face_recognition", "euclidean", "best"),
+    ("face_recognition", "face_recognition", "euclidean", "mean2"),
 ]
 DEFAULTS = {("regard", "similarity"): "search_threshold", ("face_recognition", "euclidean"): "compare_faces"}
+SOURCES = {"regard": ("regard", "regard_raw"), "face_recognition": ("face_recognition",)}
 T = TypeVar("T")
-Embedder = Callable[[Path], "np.ndarray | None"]
+Embedder = Callable[[Path], "dict[str, np.ndarray] | None"]  # a photo -> {vectors name: 128-d}, None: no face
 
 
 def progress(items: Iterable[T], total: int, desc: str) -> Iterator[T]:
@@ -98,13 +103,20 @@ def find_photos(data: Path) -> tuple[Path, list[str]]:
 
 
 def regard_embedder() -> Embedder:
+    """Regard's embedding of the main face, and the embedder's raw output for the same chip (the
+    pipeline scales it to length 1, so a Euclidean distance between its embeddings is the angle's)."""
     import regard
+    from regard.align import align
     from regard.image import load_image
 
-    def run(path: Path) -> np.ndarray | None:
+    def run(path: Path) -> dict[str, np.ndarray] | None:
         rgb = load_image(path)
         face = regard.pipeline.primary_face(regard.detect(rgb), rgb.shape[1], rgb.shape[0])
-        return None if face is None or face.embedding is None else np.asarray(face.embedding, np.float32)
+        if face is None or face.embedding is None:
+            return None
+        chip = align(rgb, face.landmarks)[None]
+        raw = regard.models.get_embedder().embed_chips(chip, flip=regard.pipeline.FLIP_DEFAULT)[0]
+        return {"regard": np.asarray(face.embedding, np.float32), "regard_raw": np.asarray(raw, np.float32)}
 
     return run
 
@@ -112,10 +124,10 @@ def regard_embedder() -> Embedder:
 def face_recognition_embedder() -> Embedder | None:
     try:
         import face_recognition
-    except Exception:
+    except ImportError:
         return None
 
-    def run(path: Path) -> np.ndarray | None:
+    def run(path: Path) -> dict[str, np.ndarray] | None:
         image = face_recognition.load_image_file(str(path))
         boxes = face_recognition.face_locations(image)  # (top, right, bottom, left); HOG, upsample 1
         if not boxes:
@@ -124,21 +136,29 @@ def face_recognition_embedder() -> Embedder | None:
         widest = max(r - left for _, r, _, left in boxes)
         candidates = [b for b in boxes if b[1] - b[3] >= widest / 2]  # as regard.pipeline.primary_face
         box = min(candidates, key=lambda b: ((b[1] + b[3]) / 2 - w / 2) ** 2 + ((b[0] + b[2]) / 2 - h / 2) ** 2)
-        return np.asarray(face_recognition.face_encodings(image, [box])[0], np.float64)
+        return {"face_recognition": np.asarray(face_recognition.face_encodings(image, [box])[0], np.float64)}
 
     return run
 
 
 def cache_key(root: Path, photos: list[str], pipelines: list[str]) -> str:
+    """What the cached embeddings depend on: the photos, the model files and the code of Regard's
+    pipeline (not the rest of the package, so that edits elsewhere keep the cache)."""
     from importlib.metadata import version
 
+    import regard
     from regard.models import ALL_MODELS
 
+    code = hashlib.sha256()
+    package = Path(regard.__file__).parent
+    for source in [*(package / f for f in PIPELINE_CODE), *sorted((package / "models").glob("*.py"))]:
+        code.update(source.read_bytes())
     key: dict[str, Any] = {
         "data": str(root.resolve()),
         "photos": hashlib.sha256("\n".join(photos).encode()).hexdigest(),
         "pipelines": pipelines,
         "regard_models": sorted(m.sha256 for m in ALL_MODELS),
+        "regard_code": code.hexdigest(),
     }
     if "face_recognition" in pipelines:
         key["face_recognition"] = version("face_recognition")
@@ -146,29 +166,24 @@ def cache_key(root: Path, photos: list[str], pipelines: list[str]) -> str:
 
 
 def embed_all(root: Path, photos: list[str], embedders: dict[str, Embedder], cache: Path | None) -> dict[str, Any]:
-    """{pipeline: N x 128 array, NaN rows where no face was found}, from the cache when it matches."""
+    """{vectors name: N x 128 array, NaN rows where no face was found}, from the cache if it matches."""
     key = cache_key(root, photos, list(embedders))
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as stored:
             if str(stored["key"]) == key:
                 print(f"embeddings from {cache}", file=sys.stderr)
-                return {name: stored[name] for name in embedders}
-    vectors: dict[str, list[np.ndarray | None]] = {name: [] for name in embedders}
-    for rel in progress(photos, len(photos), "embedding"):
-        for name, run in embedders.items():
-            vectors[name].append(run(root / rel))
-    arrays = {
-        name: np.stack([np.full(128, np.nan) if v is None else v for v in rows]).astype(rows_dtype(name))
-        for name, rows in vectors.items()
-    }
+                return {name: stored[name] for p in embedders for name in SOURCES[p]}
+    names = [name for p in embedders for name in SOURCES[p]]
+    dtype = {n: np.float64 if n == "face_recognition" else np.float32 for n in names}  # as each pipeline gives them
+    arrays = {n: np.full((len(photos), 128), np.nan, dtype[n]) for n in names}
+    for i, rel in enumerate(progress(photos, len(photos), "embedding")):
+        for run in embedders.values():
+            for name, vector in (run(root / rel) or {}).items():
+                arrays[name][i] = vector
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, key=np.array(key), **arrays)
     return arrays
-
-
-def rows_dtype(pipeline: str) -> type:
-    return np.float32 if pipeline == "regard" else np.float64  # what each pipeline returns
 
 
 # ---------------------------------------------------------------- scores and splits
@@ -364,6 +379,8 @@ def main() -> None:
     parser.add_argument("--no-cache", action="store_true", help="embed again, ignoring the cached embeddings")
     parser.add_argument("--no-peer", action="store_true", help="do not run face_recognition")
     args = parser.parse_args()
+    if args.splits < 1:
+        parser.error("--splits must be at least 1")
 
     started = time.perf_counter()
     root, photos = find_photos(args.data)
@@ -377,9 +394,13 @@ def main() -> None:
     digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
     cache = None if args.no_cache else args.out.with_name(f"{args.out.stem}-embeddings-{digest}.npz")
     vectors = embed_all(root, photos, embedders, cache)
-    no_face = {name: [photos[i] for i in np.flatnonzero(np.isnan(v).any(axis=1))] for name, v in vectors.items()}
-
-    matrices = {(p, kind): score_matrix(vectors[p], kind) for p, kind, _ in ROWS if p in vectors}
+    no_face = {p: [photos[i] for i in np.flatnonzero(np.isnan(vectors[p]).any(axis=1))] for p in embedders}
+    if "regard" in embedders:  # the pipeline's embedding should be the raw one scaled to length 1
+        raw = vectors["regard_raw"] / np.linalg.norm(vectors["regard_raw"], axis=1, keepdims=True)
+        unscaled = int((np.abs(raw - vectors["regard"]) > 1e-4).any(axis=1).sum())
+        if unscaled:
+            print(f"warning: {unscaled} Regard embeddings are not the raw ones scaled to length 1", file=sys.stderr)
+    matrices = {(v, kind): score_matrix(vectors[v], kind) for p, v, kind, _ in ROWS if p in embedders}
     rows, depths = [], {}
     for g in DEPTHS:
         splits, eligible = make_splits(people, g, args.splits, args.seed)
@@ -387,18 +408,18 @@ def main() -> None:
         if eligible < 2:
             print(f"g={g}: {eligible} eligible persons, skipped", file=sys.stderr)
             continue
-        for pipeline, kind, fusion in ROWS:
-            if pipeline not in vectors or (fusion == "mean2" and g < 2):
+        for pipeline, name, kind, fusion in ROWS:
+            if pipeline not in embedders or (fusion == "mean2" and g < 2):
                 continue
             uses_default = DEFAULTS.get((pipeline, kind)) if fusion == "best" else None
-            records = evaluate(matrices[pipeline, kind], vectors[pipeline], splits, fusion, uses_default)
+            records = evaluate(matrices[name, kind], vectors[name], splits, fusion, uses_default)
             rows.append(summarise(pipeline, kind, fusion, g, records))
 
     table = format_table(rows)
     print(f"\n{root}: {len(photos)} photos of {len(set(people))} people; {args.splits} splits, seed {args.seed}")
     print("no face found: " + ", ".join(f"{name} {len(v)}" for name, v in no_face.items()))
     for g, d in depths.items():
-        print(f"g={g}: {d['eligible_persons']} persons with >= {g + 1} photos, {d['enrolled_persons']} enrolled a split")
+        print(f"g={g}: {d['eligible_persons']} persons with >= {g + 1} photos, {d['enrolled_persons']} enrolled")
     print(
         "persons, faces, mated, non-mated: per split (means); rank-1 and FNIR: pooled over splits; FNIR misses are "
         "not rank 1 or below t.\nThresholds (split means): a distance for euclidean (match if <=), a cosine, a 0-100 "
@@ -408,8 +429,9 @@ def main() -> None:
     print(table)
     report = {
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "data": str(root),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data": str(args.data),
+        "photos_folder": str(root.resolve()),
         "photos": len(photos),
         "people": len(set(people)),
         "splits": args.splits,

@@ -125,11 +125,14 @@ class PhotoOutcome:
     face: NewFace | None
     reasons: tuple[str, ...]  # why no face was chosen, or why other faces were left out
     error: str | None = None
+    # MULTIPLE_FACES: the faces that pass the gate, for the main process to match against the
+    # person's enrolled faces (exactly one matching is enrolled; otherwise none)
+    candidates: tuple[NewFace, ...] = ()
 
 
 def analyse_photo(path: str, person_id: str, image_id: str, gate: int, thumbnails: bool, max_pixels: int) -> PhotoOutcome:
     """Decode, detect and embed one photo in a worker, and choose the face to enroll."""
-    from regard.gallery import choose_face, decode_photo, new_face
+    from regard.gallery import Reason, choose_face, decode_photo, new_face
     from regard.pipeline import detect
 
     try:
@@ -139,7 +142,12 @@ def analyse_photo(path: str, person_id: str, image_id: str, gate: int, thumbnail
     chosen, others = choose_face(detect(rgb), gate)
     reasons = tuple(sorted({r.value for n in others for r in n.reasons}))
     if chosen is None:
-        return PhotoOutcome(path, person_id, None, reasons or (NO_FACE,))
+        candidates = tuple(
+            new_face(rgb, n.face, image_id, with_thumbnail=thumbnails)
+            for n in others
+            if n.reasons == [Reason.MULTIPLE_FACES]
+        )
+        return PhotoOutcome(path, person_id, None, reasons or (NO_FACE,), candidates=candidates)
     return PhotoOutcome(path, person_id, new_face(rgb, chosen, image_id, with_thumbnail=thumbnails), reasons)
 
 
@@ -237,6 +245,7 @@ def bulk_enroll(
             tasks.append((str(photo), person_id, image_id, collection.min_quality.rank, collection.store_thumbnails, max_pixels))
 
     pending: list[PhotoOutcome] = []
+    undecided: list[PhotoOutcome] = []  # photos of several people, decided once the person's others are in
 
     def flush() -> None:
         if not pending:
@@ -254,8 +263,29 @@ def bulk_enroll(
             progress(len(pending))
         pending.clear()
 
+    def decide() -> None:
+        """Enroll each photo of several people whose faces include exactly one that matches the
+        person's enrolled faces (those of this run included); list the others, with every face's box."""
+        flush()
+        for o in undecided:
+            matches = _matching(store, collection_id, o.person_id, o.candidates)
+            if len(matches) == 1:
+                pending.append(PhotoOutcome(o.path, o.person_id, matches[0], ("EXCEEDS_MAX_FACES",)))
+                flush()
+                continue
+            boxes = [dict(zip(("left", "top", "width", "height"), (round(v, 1) for v in c.box))) for c in o.candidates]
+            report.rejected.append({"photo": o.path, "person_id": o.person_id, "reasons": list(o.reasons), "faces": boxes})
+            if progress:
+                progress(1)
+        undecided.clear()
+
     for outcome in _outcomes(tasks, workers):
+        if undecided and undecided[0].person_id != outcome.person_id:
+            decide()
         if outcome.face is None:
+            if outcome.candidates:
+                undecided.append(outcome)
+                continue
             item: dict[str, Any] = {"photo": outcome.path, "person_id": outcome.person_id, "reasons": list(outcome.reasons)}
             if outcome.error:
                 item["error"] = outcome.error
@@ -266,9 +296,17 @@ def bulk_enroll(
         if pending and (pending[0].person_id != outcome.person_id or len(pending) >= batch_size):
             flush()
         pending.append(outcome)
-    flush()
+    decide()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _matching(store: Store, collection_id: str, person_id: str, candidates: tuple[NewFace, ...]) -> list[NewFace]:
+    """The candidates that match the person's enrolled faces at the 1:1 default threshold."""
+    from regard.gallery import faces_matching_person
+
+    ok = faces_matching_person(store, collection_id, person_id, [c.embedding for c in candidates])
+    return [c for c, match in zip(candidates, ok) if match]
 
 
 def _outcomes(tasks: list[tuple[str, str, str, int, bool, int]], workers: int | None) -> Iterator[PhotoOutcome]:

@@ -181,23 +181,52 @@ def _enroll_folders(args: argparse.Namespace) -> int:
     return EXIT_OK if not report.rejected else EXIT_NEGATIVE
 
 
+def _numbered_faces(not_enrolled: list[dict[str, Any]]) -> list[str]:
+    """The faces of an enrollment's report with the numbers `--face` takes (regard detect's)."""
+    lines = []
+    for item in sorted(not_enrolled, key=lambda n: n["index"]):
+        b = item["box"]
+        lines.append(
+            f"  {item['index'] + 1:>3}  left {b['left']:.0f}, top {b['top']:.0f}, {b['width']:.0f}x{b['height']:.0f} px"
+            f"  ({', '.join(item['reasons'])})"
+        )
+    return lines
+
+
 def _enroll(args: argparse.Namespace) -> int:
     from regard.errors import ImageError
-    from regard.gallery import enroll
+    from regard.gallery import FaceChoice, enroll
 
     if args.people_from_folders:
+        if args.face is not None or args.face_box is not None:
+            print("regard: --face and --face-box name a face of one photo, not of a folder of people", file=sys.stderr)
+            return EXIT_BAD_INPUT
         return _enroll_folders(args)
     if not args.person:
         print("regard: enroll needs --person ID, or --people-from-folders for a folder of people", file=sys.stderr)
         return EXIT_BAD_INPUT
+    choice = None
+    if args.face is not None and args.face_box is not None:
+        print("regard: name the face by --face N or by --face-box, not both", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.face is not None:
+        if args.face < 1:
+            print("regard: --face N counts from 1, as regard detect numbers the faces", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        choice = FaceChoice(index=args.face - 1)
+    elif args.face_box is not None:
+        choice = FaceChoice.parse_box(args.face_box)
     store = _store(args)
     store.get_person(args.collection, args.person)  # unknown collection/person: fail before the photos
     photos = list(_photos(args.photos))
+    if choice is not None and len(photos) != 1:
+        print("regard: --face and --face-box name a face of one photo; give exactly one", file=sys.stderr)
+        return EXIT_BAD_INPUT
     report, status = [], EXIT_OK
     enrolled = skipped = failed = 0
     for photo in _progress(photos):
         try:
-            result = enroll(store, args.collection, photo, person_id=args.person, actor=args.actor)
+            result = enroll(store, args.collection, photo, person_id=args.person, actor=args.actor, face=choice)
         except ImageError as exc:
             print(f"regard: {exc}", file=sys.stderr)
             report.append({"photo": str(photo), "error": str(exc)})
@@ -223,6 +252,15 @@ def _enroll(args: argparse.Namespace) -> int:
         else:
             reasons = {r for n in entry["not_enrolled"] for r in n["reasons"]} or {"NO_FACE"}
             lines.append(f"{entry['photo']}: not enrolled ({', '.join(sorted(reasons))})")
+            if "MULTIPLE_FACES" in reasons:
+                lines.append(
+                    "  several faces could be the person's; nothing was stored. Name theirs with --face N "
+                    "(as regard detect numbers them) or --face-box LEFT,TOP,WIDTH,HEIGHT:"
+                )
+                lines.extend(_numbered_faces(entry["not_enrolled"]))
+        if entry.get("enrolled") and len(entry.get("not_enrolled", [])) and "error" not in entry:
+            b = entry["enrolled"][0]["box"]
+            lines.append(f"  the face at left {b['left']:.0f}, top {b['top']:.0f}, {b['width']:.0f}x{b['height']:.0f} px")
     lines.append(f"{enrolled} enrolled, {skipped} already enrolled, {failed} not enrolled")
     _out(args, report, "\n".join(lines))
     return status
@@ -393,6 +431,13 @@ def add_store_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     enroll.add_argument("collection")
     enroll.add_argument("photos", nargs="+", metavar="PHOTO")
     enroll.add_argument("--person", help="the person the photos show")
+    enroll.add_argument(
+        "--face", type=int, metavar="N",
+        help="in a photo of several people: enroll face N, as `regard detect` numbers them (from 1)",
+    )
+    enroll.add_argument(
+        "--face-box", metavar="L,T,W,H", help="in a photo of several people: enroll the face at this box (pixels)"
+    )
     enroll.add_argument(
         "--people-from-folders", action="store_true",
         help="PHOTO is one folder with a sub-folder per person, named by person id (all cores, resumable)",

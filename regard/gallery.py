@@ -1,8 +1,10 @@
 """Enrolling and searching photos: the face pipeline joined to a store.
 
-`enroll` keeps the photo's largest face that passes the collection's quality gate and says why any
-other face was not enrolled; `search` looks for the faces of a photo (or an enrolled face) in a
-collection. The photo itself is never stored; its sha256 becomes the face's external image id unless
+`enroll` keeps the one face of a photo that is the person's: the face the caller names, else the
+only face that passes the collection's quality gate, else (several pass) the only one that matches
+the person's enrolled faces; otherwise nothing is stored (MULTIPLE_FACES), so a bystander is never
+enrolled under someone else's consent. It says why every other face was not enrolled. `search` looks
+for the faces of a photo (or an enrolled face) in a collection. The photo itself is never stored; its sha256 becomes the face's external image id unless
 the caller gives one, which also lets an interrupted folder enrollment resume where it stopped.
 """
 
@@ -13,7 +15,7 @@ import io
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -22,6 +24,7 @@ from regard import align
 from regard.errors import InvalidArgumentError
 from regard.face import Face, QualityLevel
 from regard.image import DEFAULT_MAX_PIXELS, ImageSource, load_image
+from regard.match import DEFAULT_FMR, score_from_distance, unit
 from regard.pipeline import detect
 from regard.store.base import Candidate, FaceRecord, NewFace, SearchQuery, Store, check_text
 
@@ -32,7 +35,8 @@ MIN_EYE_DISTANCE = 16.0
 class Reason(str, Enum):
     """Why a face found in a photo was not enrolled (cf. Rekognition's UnindexedFaces reasons)."""
 
-    EXCEEDS_MAX_FACES = "EXCEEDS_MAX_FACES"
+    EXCEEDS_MAX_FACES = "EXCEEDS_MAX_FACES"  # another face of the photo was enrolled (or named)
+    MULTIPLE_FACES = "MULTIPLE_FACES"  # several faces pass the gate and none was named: whose is it?
     TOO_SMALL = "TOO_SMALL"
     EXTREME_POSE = "EXTREME_POSE"
     LOW_SHARPNESS = "LOW_SHARPNESS"
@@ -44,9 +48,11 @@ class Reason(str, Enum):
 class NotEnrolled:
     face: Face
     reasons: list[Reason]
+    index: int = -1  # the face's position in regard.detect's list of the photo's faces (0-based)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "index": self.index,
             "box": self.face.box.to_dict(),
             "quality": self.face.quality.to_dict(),
             "reasons": [r.value for r in self.reasons],
@@ -104,20 +110,133 @@ def rejection_reasons(face: Face, min_quality_rank: int) -> list[Reason]:
     return reasons
 
 
-def choose_face(faces: list[Face], min_quality_rank: int) -> tuple[Face | None, list[NotEnrolled]]:
-    """The face to enroll from a photo's faces (the largest that passes the gate, if any) and
-    every other face with the reasons it is not enrolled. Shared by `enroll` and bulk enrollment."""
+@dataclass(frozen=True)
+class FaceChoice:
+    """Which face of a photo the caller says is the person's: its position in `regard.detect`'s
+    list (0-based; the CLI's `--face N` is 1-based, as `regard detect` numbers them), or a box in
+    the photo's pixels (left, top, width, height), matched to the detected face it overlaps most."""
+
+    index: int | None = None
+    box: tuple[float, float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.index is None) == (self.box is None):
+            raise InvalidArgumentError("name a face by its index or by its box, one of the two")
+        if self.index is not None and (isinstance(self.index, bool) or not isinstance(self.index, int) or self.index < 0):
+            raise InvalidArgumentError(f"a face index is a whole number from 0, not {self.index!r}")
+        if self.box is not None:
+            if len(self.box) != 4 or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in self.box):
+                raise InvalidArgumentError("a face box is four numbers: left, top, width, height")
+            if self.box[2] <= 0 or self.box[3] <= 0:
+                raise InvalidArgumentError("a face box has a positive width and height")
+
+    @classmethod
+    def parse_box(cls, text: str) -> FaceChoice:
+        """A choice from "left,top,width,height" (pixels)."""
+        try:
+            values = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            raise InvalidArgumentError(f"a face box is left,top,width,height in pixels, not {text!r}") from None
+        if len(values) != 4:
+            raise InvalidArgumentError(f"a face box is left,top,width,height in pixels, not {text!r}")
+        return cls(box=values)  # type: ignore[arg-type]
+
+    def pick(self, faces: list[Face]) -> Face:
+        """The face chosen among a photo's faces (in `regard.detect`'s order)."""
+        if self.index is not None:
+            if self.index >= len(faces):
+                raise InvalidArgumentError(
+                    f"face index {self.index} (face {self.index + 1} counting from 1, as regard detect numbers "
+                    f"them) was named, but the photo has {len(faces)} face{'s' if len(faces) != 1 else ''}"
+                )
+            return faces[self.index]
+        assert self.box is not None
+        left, top, width, height = self.box
+        best, best_iou = None, 0.0
+        for face in faces:
+            overlap = _iou((left, top, left + width, top + height), (face.box.left, face.box.top, face.box.right, face.box.bottom))
+            if overlap > best_iou:
+                best, best_iou = face, overlap
+        if best is None or best_iou < MIN_BOX_IOU:
+            raise InvalidArgumentError(
+                f"no face of the photo lies at the box {list(self.box)}: the best overlap is {best_iou:.2f} "
+                f"(at least {MIN_BOX_IOU} is needed); run detect to see the faces' boxes"
+            )
+        return best
+
+
+MIN_BOX_IOU = 0.4
+"""A named box picks the detected face it overlaps by at least this intersection over union."""
+
+
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def choose_face(
+    faces: list[Face],
+    min_quality_rank: int,
+    *,
+    named: FaceChoice | None = None,
+    matches_person: Callable[[list[Face]], list[bool]] | None = None,
+) -> tuple[Face | None, list[NotEnrolled]]:
+    """The face to enroll from a photo's faces and every other face with the reasons it is not
+    enrolled. Shared by `enroll` and bulk enrollment.
+
+    The face `named` if given (when it passes the gate); else the only face that passes the gate;
+    else, when several do, the only one of them that `matches_person` says matches the person's
+    enrolled faces. Otherwise none: every face that passes is reported as MULTIPLE_FACES."""
+    reasons_of = {id(f): rejection_reasons(f, min_quality_rank) for f in faces}
+    usable = [f for f in faces if not reasons_of[id(f)]]
+    target = named.pick(faces) if named is not None else None
     chosen: Face | None = None
-    not_enrolled: list[NotEnrolled] = []
-    for face in sorted(faces, key=lambda f: f.box.width * f.box.height, reverse=True):
-        reasons = rejection_reasons(face, min_quality_rank)
-        if chosen is not None:
-            reasons = [Reason.EXCEEDS_MAX_FACES, *reasons]
-        if reasons:
-            not_enrolled.append(NotEnrolled(face, reasons))
+    undecided = False
+    if target is not None:
+        chosen = target if not reasons_of[id(target)] else None
+    elif len(usable) == 1:
+        chosen = usable[0]
+    elif len(usable) > 1:
+        matching = []
+        if matches_person is not None:
+            matching = [f for f, ok in zip(usable, matches_person(usable)) if ok]
+        if len(matching) == 1:
+            chosen = matching[0]
         else:
-            chosen = face
+            undecided = True
+    not_enrolled: list[NotEnrolled] = []
+    for index, face in enumerate(faces):
+        if face is chosen:
+            continue
+        reasons = reasons_of[id(face)]
+        if undecided and not reasons:
+            reasons = [Reason.MULTIPLE_FACES]
+        elif (chosen is not None or target is not None) and face is not target:
+            reasons = [Reason.EXCEEDS_MAX_FACES, *reasons]
+        not_enrolled.append(NotEnrolled(face, reasons, index))
     return chosen, not_enrolled
+
+
+def faces_matching_person(store: Store, collection_id: str, person_id: str, embeddings: list[np.ndarray]) -> list[bool]:
+    """Which embeddings match any enrolled face of the person at the 1:1 default threshold (FMR 1e-3)."""
+    records = store.list_faces(collection_id, person_id)
+    if not records or not embeddings:
+        return [False] * len(embeddings)
+    known = unit(np.stack([store.face_vector(collection_id, r.face_id) for r in records])).astype(np.float64)
+    probes = unit(np.stack(embeddings)).astype(np.float64)
+    distances = np.sqrt(np.clip(2.0 - 2.0 * probes @ known.T, 0.0, None))
+    best = np.asarray(score_from_distance(distances.min(axis=1)))
+    threshold = store.table.threshold_for(DEFAULT_FMR)
+    return [bool(s >= threshold) for s in best]
+
+
+def person_matcher(store: Store, collection_id: str, person_id: str) -> Callable[[list[Face]], list[bool]]:
+    """For `choose_face`: which faces match the person's enrolled faces (`faces_matching_person`),
+    read only when asked (a photo with several usable faces)."""
+    return lambda faces: faces_matching_person(store, collection_id, person_id, [f.embedding for f in faces])  # type: ignore[misc]
 
 
 def thumbnail(rgb: np.ndarray, face: Face) -> bytes:
@@ -152,10 +271,16 @@ def enroll(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_quality: QualityLevel | None = None,
     resume: bool = True,
+    face: FaceChoice | None = None,
 ) -> EnrollResult:
-    """Enroll the largest usable face of a photo for a person (who must have a consent record).
+    """Enroll the person's face of a photo for them (they must have a consent record).
 
-    Photos already enrolled in the collection (same external image id, by default the photo's
+    Whose face it is: the one `face` names; else the only face that passes the quality gate; else,
+    if several pass, the only one that matches the person's enrolled faces at the 1:1 default
+    threshold. Otherwise nothing is stored and every usable face is reported as MULTIPLE_FACES,
+    with its box, so that the caller can name one.
+
+    Photos already enrolled for the person (same external image id, by default the photo's
     sha256) are skipped when `resume` is on, so re-running an interrupted enrollment resumes it.
     `min_quality` can raise the collection's quality gate for this photo, never lower it.
     """
@@ -165,10 +290,14 @@ def enroll(
     rgb, digest = decode_photo(photo, max_pixels)
     size = (int(rgb.shape[1]), int(rgb.shape[0]))
     image_id = external_image_id or f"sha256:{digest}"
+    # Resume: skip a photo already enrolled for this person (another person's face in the same
+    # photo may still be enrolled for them).
     if resume and store.has_image(collection_id, image_id):
-        return EnrollResult(external_image_id=image_id, skipped=True, image_size=size)
+        if any(r.external_image_id == image_id for r in store.list_faces(collection_id, person_id)):
+            return EnrollResult(external_image_id=image_id, skipped=True, image_size=size)
     gate = max(collection.min_quality.rank, min_quality.rank if min_quality is not None else 0)
-    chosen, not_enrolled = choose_face(detect(rgb), gate)
+    matcher = person_matcher(store, collection_id, person_id)
+    chosen, not_enrolled = choose_face(detect(rgb), gate, named=face, matches_person=matcher)
     if chosen is None:
         return EnrollResult(external_image_id=image_id, not_enrolled=not_enrolled, image_size=size)
     new = new_face(rgb, chosen, image_id, with_thumbnail=collection.store_thumbnails)

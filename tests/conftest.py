@@ -34,6 +34,28 @@ def lfw(name: str, index: int) -> Path:
     return FIXTURES / "lfw" / name / f"{name}_{index:04d}.jpg"
 
 
+TWO_PEOPLE = FIXTURES / "redact" / "2008_001009.jpg"
+"""A real photo of two people (dlib's examples, PASCAL VOC): both faces pass the quality gate."""
+
+
+def side_by_side(*photos: Path) -> bytes:
+    """One JPEG of several LFW portraits next to each other: a photo of people whose names we know
+    (each portrait keeps its own pixels; only the canvas is new)."""
+    import io
+
+    from PIL import Image
+
+    images = [Image.open(p).convert("RGB") for p in photos]
+    canvas = Image.new("RGB", (sum(i.width for i in images), max(i.height for i in images)), (128, 128, 128))
+    x = 0
+    for image in images:
+        canvas.paste(image, (x, 0))
+        x += image.width
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+
 # ---------------------------------------------------------------- PostgreSQL (regard/store/postgres.py)
 #
 # One throwaway server per test session (initdb in a temporary folder, a free loopback port, fsync

@@ -74,3 +74,41 @@ def test_a_whole_session_from_the_command_line(tmp_path):
     raw.close()
     tampered = run("log", "verify")
     assert tampered.returncode == 3 and "FAILED" in tampered.stdout
+
+
+def test_enroll_of_a_photo_of_two_people_needs_the_face_named(tmp_path):
+    from tests.conftest import TWO_PEOPLE, side_by_side
+
+    run = make_runner(tmp_path)
+    assert run("collection", "create", "family", "--purpose", "album faces").returncode == 0
+    for person in ("mum", "akhmed"):
+        assert run("person", "add", "family", person).returncode == 0
+        assert run("consent", "record", "family", person, "--basis", "consent").returncode == 0
+    refused = run("enroll", "family", str(TWO_PEOPLE), "--person", "mum")
+    assert refused.returncode == 1 and "MULTIPLE_FACES" in refused.stdout and "--face N" in refused.stdout
+    assert "  1  left 150, top 74" in refused.stdout and "  2  left 135, top 199" in refused.stdout
+    assert json.loads(run("collection", "describe", "family", "--json").stdout)["faces"] == 0
+
+    detected = json.loads(run("detect", str(TWO_PEOPLE), "--json").stdout)["faces"]
+    named = run("enroll", "family", str(TWO_PEOPLE), "--person", "mum", "--face", "2", "--json")
+    assert named.returncode == 0, named.stderr
+    [entry] = json.loads(named.stdout)
+    assert round(entry["enrolled"][0]["box"]["top"], 1) == detected[1]["box"]["top"]
+    assert [n["reasons"] for n in entry["not_enrolled"]] == [["EXCEEDS_MAX_FACES"]]
+    b = detected[0]["box"]
+    by_box = run("enroll", "family", str(TWO_PEOPLE), "--person", "akhmed", "--face-box", f"{b['left']},{b['top']},{b['width']},{b['height']}")
+    assert by_box.returncode == 0 and "the face at left 150, top 74" in by_box.stdout  # the other person's photo, other face
+    group = str(FIXTURES / "2008_002506.jpg")  # three faces
+    beyond = run("enroll", "family", group, "--person", "mum", "--face", "4")
+    assert beyond.returncode == 2 and "3 faces" in beyond.stderr
+    nowhere = run("enroll", "family", group, "--person", "mum", "--face-box", "0,0,10,10")
+    assert nowhere.returncode == 2 and "no face" in nowhere.stderr
+    assert run("enroll", "family", group, "--person", "mum", "--face", "0").returncode == 2
+
+    # Akhmed beside Amber, for Akhmed who has an enrolled face already: his face is the one that matches.
+    mixed = tmp_path / "akhmed_and_amber.jpg"
+    mixed.write_bytes(side_by_side(lfw("Akhmed_Zakayev", 3), lfw("Amber_Tamblyn", 1)))
+    assert run("enroll", "family", str(lfw("Akhmed_Zakayev", 1)), "--person", "akhmed").returncode == 0
+    matched = run("enroll", "family", str(mixed), "--person", "akhmed", "--json")
+    assert matched.returncode == 0, matched.stdout
+    assert json.loads(matched.stdout)[0]["enrolled"][0]["box"]["left"] < 250  # the left-hand portrait

@@ -32,7 +32,7 @@ def source_url(tmp_path) -> str:
             store.record_consent(collection, person, basis=ConsentBasis.CONSENT, actor="admin", expires_at=expires)
             for index in (1, 2):
                 enroll(store, collection, lfw(name, index), person_id=person, actor="admin")
-    store.set_threshold("staff", 62.5, actor="admin", reason="audit 2026-11", source={"target_fmr": 1e-4})
+    store.set_threshold("staff", 57.5, actor="admin", reason="audit 2026-11", source={"target_fmr": 1e-4})
     store.create_api_key(
         ApiKey("RGKMIGRATE1", "front desk", "cd" * 32, (Role.SEARCH,), ("staff",), "door access", 60,
                datetime.now(timezone.utc), "admin"),
@@ -80,7 +80,7 @@ def test_migration_copies_everything_verifies_and_resumes(source_url, postgres_u
             for face in source.list_faces(collection):
                 assert np.array_equal(target.face_vector(collection, face.face_id), source.face_vector(collection, face.face_id))
         assert target.list_api_keys() == source.list_api_keys()
-        assert target.search_threshold("staff") == 62.5
+        assert target.search_threshold("staff") == 57.5
         probe = [SearchQuery(regard.embed(lfw("Abel_Pacheco", 4)))]
         found = target.search("staff", probe, actor="a", purpose="p")[0]
         expected = source.search("staff", probe, actor="a", purpose="p")[0]

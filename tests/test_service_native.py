@@ -11,6 +11,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
+from tests.conftest import TWO_PEOPLE
 from tests.service_harness import Service, running_service
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -120,6 +121,27 @@ def test_enroll_search_forget_and_audit(service: Service, admin: httpx.Client) -
         "/v1/collections/members/search", files={"image": lfw("Amber_Tamblyn_0002.jpg")}, data={"purpose": "check-in"}
     ).json()
     assert after["faces"][0]["candidates"] == []
+
+
+def test_enrolling_a_photo_of_two_people_needs_the_face_named(service: Service, admin: httpx.Client) -> None:
+    assert admin.post("/v1/collections", json={"id": "family", "purpose": "album faces"}).status_code == 201
+    assert admin.post("/v1/collections/family/persons", json={"id": "mum"}).status_code == 201
+    assert admin.put("/v1/collections/family/persons/mum/consent", json={"basis": "consent"}).status_code == 200
+    url, two = "/v1/collections/family/persons/mum/faces", TWO_PEOPLE.read_bytes()
+    refused = admin.post(url, files={"image": two}).json()
+    assert refused["enrolled"] == [] and [n["reasons"] for n in refused["not_enrolled"]] == [["MULTIPLE_FACES"]] * 2
+    assert admin.get("/v1/collections/family/faces").json()["faces"] == []
+    faces = admin.post("/v1/detect", files={"image": two}).json()["faces"]
+    b = faces[1]["box"]
+    by_box = admin.post(url, files={"image": two}, data={"face_box": f"{b['left']},{b['top']},{b['width']},{b['height']}"})
+    assert by_box.status_code == 201 and round(by_box.json()["enrolled"][0]["box"]["top"], 1) == b["top"]
+    admin.delete(f"/v1/collections/family/faces/{by_box.json()['enrolled'][0]['face_id']}", params={"reason": "test"})
+    beyond = admin.post(url, files={"image": two}, data={"face_index": "5"})
+    assert beyond.status_code == 400 and "2 faces" in beyond.json()["error"]["message"]
+    both = admin.post(url, files={"image": two}, data={"face_index": "0", "face_box": "1,2,3,4"})
+    assert both.status_code == 400
+    by_index = admin.post(url, json={"image": base64.b64encode(two).decode(), "face_index": 0}).json()
+    assert round(by_index["enrolled"][0]["box"]["top"], 1) == faces[0]["box"]["top"]
 
 
 def test_roles_and_scopes(service: Service, admin: httpx.Client) -> None:

@@ -12,6 +12,7 @@ import pytest
 from botocore.config import Config
 
 from regard.store import open_store
+from tests.conftest import side_by_side
 from tests.service_harness import Service, running_service
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -145,16 +146,40 @@ def test_index_faces_needs_a_consenting_user(service: Service, admin: Any, peopl
     assert admin.describe_collection(CollectionId="staff")["FaceCount"] == 3
 
 
-def test_index_faces_keeps_one_face_and_says_why_not_the_others(service: Service, people: dict[str, Any]) -> None:
+def test_index_faces_of_a_group_photo_enrolls_only_the_face_named(service: Service, people: dict[str, Any]) -> None:
     rek = client(service, *service.key("enroll", collections=["staff"]), **{"X-Regard-User-Id": "abel"})
-    response = rek.index_faces(CollectionId="staff", Image={"Bytes": photo("2008_002506.jpg")}, MaxFaces=5)
+    group = photo("2008_002506.jpg")  # three people, none of them Abel
+    response = rek.index_faces(CollectionId="staff", Image={"Bytes": group}, MaxFaces=5)
+    assert response["FaceRecords"] == []  # no guess: Abel's consent covers none of these faces
+    unindexed = response["UnindexedFaces"]
+    assert len(unindexed) == 3 and all(u["Reasons"] == ["MULTIPLE_FACES"] for u in unindexed)
+    box = unindexed[1]["FaceDetail"]["BoundingBox"]
+    named = client(
+        service, *service.key("enroll", collections=["staff"]),
+        **{"X-Regard-User-Id": "abel", "X-Regard-Face-Box": ",".join(str(box[k]) for k in ("Left", "Top", "Width", "Height"))},
+    )  # fmt: skip
+    response = named.index_faces(CollectionId="staff", Image={"Bytes": group}, MaxFaces=5)
     assert len(response["FaceRecords"]) == 1
     record = response["FaceRecords"][0]
-    assert record["Face"]["UserId"] == "abel" and 0 < record["Face"]["BoundingBox"]["Width"] < 1
-    assert response["UnindexedFaces"] and all(u["Reasons"] for u in response["UnindexedFaces"])
-    assert any("EXCEEDS_MAX_FACES" in u["Reasons"] for u in response["UnindexedFaces"])
+    assert record["Face"]["UserId"] == "abel"
+    assert record["Face"]["BoundingBox"]["Left"] == pytest.approx(box["Left"], abs=1e-3)
+    assert [u["Reasons"] for u in response["UnindexedFaces"]] == [["EXCEEDS_MAX_FACES"]] * 2
     assert not NEVER_INFERRED & record["FaceDetail"].keys()
     rek.delete_faces(CollectionId="staff", FaceIds=[record["Face"]["FaceId"]])
+    by_index = client(service, *service.key("enroll", collections=["staff"]), **{"X-Regard-User-Id": "abel", "X-Regard-Face-Index": "7"})
+    with pytest.raises(rek.exceptions.InvalidParameterException, match="3 faces"):
+        by_index.index_faces(CollectionId="staff", Image={"Bytes": group})
+
+
+def test_index_faces_picks_the_users_face_by_their_enrolled_faces(service: Service, people: dict[str, Any]) -> None:
+    # Akhmed (enrolled from his first photo) beside Abel: only Akhmed's face matches Akhmed's face.
+    both = side_by_side(LFW / "Abel_Pacheco" / "Abel_Pacheco_0002.jpg", LFW / "Akhmed_Zakayev" / "Akhmed_Zakayev_0003.jpg")
+    rek = client(service, *service.key("enroll", collections=["staff"]), **{"X-Regard-User-Id": "akhmed"})
+    response = rek.index_faces(CollectionId="staff", Image={"Bytes": both})
+    assert len(response["FaceRecords"]) == 1
+    assert response["FaceRecords"][0]["Face"]["BoundingBox"]["Left"] > 0.5  # the right-hand portrait
+    assert [u["Reasons"] for u in response["UnindexedFaces"]] == [["EXCEEDS_MAX_FACES"]]
+    rek.delete_faces(CollectionId="staff", FaceIds=[response["FaceRecords"][0]["Face"]["FaceId"]])
 
 
 def test_list_faces_filters_and_pages(admin: Any, people: dict[str, Any]) -> None:

@@ -173,7 +173,7 @@ def test_postgres_large_collections_are_searched_through_the_halfvec_index(
     import numpy as np
 
     from regard.face import QualityLevel
-    from regard.match import score_from_distance
+    from regard.match import score_from_distance, unit
     from regard.store import ConsentBasis, NewFace, SearchQuery
     from regard.store import postgres
 
@@ -198,7 +198,7 @@ def test_postgres_large_collections_are_searched_through_the_halfvec_index(
         store._conn.execute(f"SET {setting} = off")
     query = vectors["big"][17] + rng.normal(0, 0.01, 128).astype(np.float32)
     found = store.search("big", [SearchQuery(query)], actor="t", purpose="test", k=10, threshold=0)[0]
-    exact = np.sort(np.linalg.norm(vectors["big"] - query, axis=1))[:10]
+    exact = np.sort(np.linalg.norm(unit(vectors["big"]) - unit(query), axis=1))[:10]  # stored at length 1
     assert [c.person_id for c in found][0] == "p3"  # row 17 is the third person's third face
     assert np.allclose([c.score for c in found], score_from_distance(exact), atol=1e-3)  # exact scores, in order
     assert len({c.face_id for c in found}) == 10
@@ -235,7 +235,7 @@ def test_postgres_search_sent_ahead_on_a_stale_plan_is_sent_again(
     import numpy as np
 
     from regard.face import QualityLevel
-    from regard.match import score_from_distance
+    from regard.match import score_from_distance, unit
     from regard.store import ConsentBasis, NewFace, SearchQuery
     from regard.store import postgres
 
@@ -267,7 +267,7 @@ def test_postgres_search_sent_ahead_on_a_stale_plan_is_sent_again(
     enroll(other, "big", 1350)  # now a tenth of the table: depth 20 finds about 2 of its faces
     found = search()
     assert searcher._plans["small"] == postgres.SearchPlan(exact=False, depth=200)
-    exact = np.sort(np.linalg.norm(small - query, axis=1))[:10]
+    exact = np.sort(np.linalg.norm(unit(small) - unit(query), axis=1))[:10]  # stored at length 1
     assert len(found) == 10 and np.allclose([c.score for c in found], score_from_distance(exact), atol=1e-3)
     # Sent ahead with the old plan, the depth-20 search would have come back short: it is the resend that found them.
     stale = searcher._conn.execute(
@@ -309,6 +309,76 @@ def test_postgres_first_schema_is_upgraded_to_the_halfvec_index(postgres_url: st
     found = upgraded.search("c", [SearchQuery(vector)], actor="a", purpose="p", threshold=0)[0]
     assert [c.person_id for c in found] == ["ann"] and found[0].score > 99
     assert upgraded.verify_audit().ok
+    upgraded.close()
+
+
+def test_postgres_faces_enrolled_before_0_3_are_scaled_to_length_1_and_old_thresholds_cleared(postgres_url: str) -> None:
+    """Migration 0003: the stored vectors of faces enrolled unscaled are scaled to length 1, so the
+    index orders them as the angle-based score does; a threshold set on the old score scale is
+    cleared (the calibrated default applies) and where it came from is kept."""
+    import numpy as np
+    import psycopg
+
+    from regard.face import QualityLevel
+    from regard.store import ConsentBasis, NewFace, SearchQuery
+    from regard.store.postgres import PostgresStore
+
+    store = PostgresStore(postgres_url)
+    store.create_collection("c", purpose="p", actor="a")
+    store.add_person("c", "ann", actor="a")
+    store.record_consent("c", "ann", basis=ConsentBasis.CONSENT, actor="a")
+    vector = np.random.default_rng(5).normal(0, 0.15, 128).astype(np.float32)
+    face = NewFace(embedding=vector, box=(0, 0, 10, 10), quality_score=80.0, quality_level=QualityLevel.HIGH)
+    [record] = store.add_faces("c", "ann", [face], actor="a")
+    assert np.linalg.norm(store.face_vector("c", record.face_id)) == pytest.approx(1.0, abs=1e-5)
+    store.set_threshold("c", 66.6, actor="a", reason="audit", source={"target_fmr": 1e-4})
+    store.close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # as Regard 0.2 left it
+        conn.execute("UPDATE faces SET embedding = %s::vector", (str((vector * 1.43).tolist()),))
+        conn.execute("DELETE FROM regard_schema_version WHERE version > 2")
+    upgraded = PostgresStore(postgres_url)
+    stored = upgraded.face_vector("c", record.face_id)
+    assert np.allclose(stored, vector / np.linalg.norm(vector), atol=1e-5)
+    collection = upgraded.get_collection("c")
+    assert collection.threshold is None
+    assert collection.threshold_source["previous_threshold"] == 66.6
+    assert collection.threshold_source["previous_source"] == {"target_fmr": 1e-4}
+    found = upgraded.search("c", [SearchQuery(vector * 3)], actor="a", purpose="p", threshold=0)[0]
+    assert found[0].score == pytest.approx(100.0, abs=1e-3)
+    upgraded.close()
+
+
+def test_sqlite_thresholds_on_the_old_score_scale_are_cleared_and_old_vectors_searched_by_angle(tmp_path) -> None:
+    import sqlite3
+
+    import numpy as np
+
+    from regard.face import QualityLevel
+    from regard.store import ConsentBasis, NewFace, SearchQuery, open_store
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = open_store(url)
+    store.create_collection("c", purpose="p", actor="a")
+    store.add_person("c", "ann", actor="a")
+    store.record_consent("c", "ann", basis=ConsentBasis.CONSENT, actor="a")
+    rng = np.random.default_rng(6)
+    near, far = rng.normal(0, 0.15, 128).astype(np.float32), rng.normal(0, 0.15, 128).astype(np.float32)
+    for v in (near, far):
+        face = NewFace(embedding=v, box=(0, 0, 10, 10), quality_score=80.0, quality_level=QualityLevel.HIGH)
+        store.add_faces("c", "ann", [face], actor="a")
+    store.set_threshold("c", 66.6, actor="a", reason="audit")
+    store.close()
+    with sqlite3.connect(tmp_path / "old.db") as conn:  # as Regard 0.2 left it: unscaled vectors, version 2
+        rows = conn.execute("SELECT row FROM faces ORDER BY row").fetchall()
+        # the near face stored long, the far one short: raw Euclidean distance would rank far first
+        conn.execute("UPDATE faces SET embedding = ? WHERE row = ?", ((near * 3).tobytes(), rows[0][0]))
+        conn.execute("UPDATE faces SET embedding = ? WHERE row = ?", ((far * 0.01).tobytes(), rows[1][0]))
+        conn.execute("PRAGMA user_version = 2")
+    upgraded = open_store(url)
+    assert upgraded.get_collection("c").threshold is None
+    assert upgraded.get_collection("c").threshold_source["previous_threshold"] == 66.6
+    found = upgraded.search("c", [SearchQuery(near)], actor="a", purpose="p", threshold=0)[0]
+    assert found[0].score == pytest.approx(100.0, abs=1e-3) and found[0].score > found[1].score
     upgraded.close()
 
 

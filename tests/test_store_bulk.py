@@ -3,6 +3,7 @@ real photos: consent from a CSV file, a process pool, batched writes, rejections
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -13,7 +14,7 @@ from regard.bulk import NO_CONSENT, NO_FACE, UNREADABLE, bulk_enroll, read_conse
 from regard.cli import main
 from regard.errors import InvalidArgumentError
 from regard.store import open_store
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, TWO_PEOPLE, side_by_side
 
 CONSENTED = {"amber": "Amber_Tamblyn", "akhmed": "Akhmed_Zakayev", "abel": "Abel_Pacheco", "tony": "Anthony_Fauci"}
 GOOD_PHOTOS = 10  # 2 + 3 + 3 + 2 single-face portraits, each enrolled by tests/test_store.py too
@@ -114,3 +115,33 @@ def test_bad_consent_file_and_bad_folder_are_refused(tmp_path, store_url):
     photo = FIXTURES / "dogs.jpg"
     assert main(["enroll", "c", str(photo), "--people-from-folders", "--store", store_url]) == 2
     assert main(["enroll", "c", str(photo), "--store", store_url]) == 2  # neither --person nor folders
+
+
+def test_bulk_enrollment_never_guesses_whose_face_a_photo_of_several_people_shows(store_url, tmp_path):
+    folder = tmp_path / "people"
+    (folder / "amber").mkdir(parents=True)
+    (folder / "tony").mkdir()
+    shutil.copy(FIXTURES / "lfw" / "Amber_Tamblyn" / "Amber_Tamblyn_0001.jpg", folder / "amber" / "a.jpg")
+    # Alanis (no consent here) beside Amber: only Amber's face matches Amber's other photo.
+    lfw = FIXTURES / "lfw"
+    (folder / "amber" / "b_with_alanis.jpg").write_bytes(
+        side_by_side(lfw / "Alanis_Morissette" / "Alanis_Morissette_0001.jpg", lfw / "Amber_Tamblyn" / "Amber_Tamblyn_0002.jpg")
+    )
+    shutil.copy(TWO_PEOPLE, folder / "tony" / "two_people.jpg")  # neither is Tony; he has no other photo
+    store = open_store(store_url)
+    try:
+        store.create_collection("volunteers", purpose="event photo credits", actor="ops")
+        for person in ("amber", "tony"):
+            store.add_person("volunteers", person, actor="ops")
+            store.record_consent("volunteers", person, basis="consent", actor="ops")
+        report = bulk_enroll(store, "volunteers", folder, actor="ops", workers=1)
+        assert report.enrolled == 2
+        [rejected] = report.rejected
+        assert Path(rejected["photo"]).name == "two_people.jpg" and rejected["reasons"] == ["MULTIPLE_FACES"]
+        assert len(rejected["faces"]) == 2 and all(f["width"] > 50 for f in rejected["faces"])
+        assert store.list_faces("volunteers", "tony") == []
+        amber = {f.external_image_id: f for f in store.list_faces("volunteers", "amber")}
+        pair = "sha256:" + hashlib.sha256((folder / "amber" / "b_with_alanis.jpg").read_bytes()).hexdigest()
+        assert len(amber) == 2 and amber[pair].box[0] >= 250  # the right-hand portrait: Amber's, not Alanis's
+    finally:
+        store.close()

@@ -325,7 +325,22 @@ def revoke_consent(
     "/collections/{collection_id}/persons/{person_id}/faces",
     tags=["faces"],
     status_code=201,
-    openapi_extra=_photo_body("image", fields={"external_image_id": {"type": "string"}}),
+    openapi_extra=_photo_body(
+        "image",
+        fields={
+            "external_image_id": {"type": "string"},
+            "face_index": {
+                "type": "integer",
+                "description": "in a photo of several people: the person's face, by its position (from 0) in "
+                "the faces /v1/detect lists",
+            },
+            "face_box": {
+                "type": "string",
+                "description": "in a photo of several people: the person's face, by its box in pixels, "
+                "\"left,top,width,height\" (the detected face it overlaps most)",
+            },
+        },
+    ),
 )
 def enroll_face(
     request: Request,
@@ -334,9 +349,17 @@ def enroll_face(
     caller: Caller = Depends(bearer),
     body: Upload = Depends(upload),
 ) -> dict[str, Any]:
-    """Enroll the largest usable face of a photo for a person with a valid consent record."""
+    """Enroll the person's face of a photo, for a person with a valid consent record.
+
+    A photo in which several faces pass the quality gate is enrolled only if `face_index` or
+    `face_box` names the person's face, or exactly one of them matches the person's enrolled faces;
+    otherwise nothing is stored and every such face is listed with the reason MULTIPLE_FACES."""
     caller.require(Role.ENROLL, collection_id)
     state = state_of(request)
+    index, box = body.number("face_index", int), body.text("face_box")
+    if index is not None and box:
+        raise InvalidArgumentError("name the face by face_index or by face_box, not both")
+    choice = gallery.FaceChoice(index=index) if index is not None else gallery.FaceChoice.parse_box(box) if box else None
     result = gallery.enroll(
         state.store,
         collection_id,
@@ -345,6 +368,7 @@ def enroll_face(
         actor=caller.actor,
         external_image_id=body.text("external_image_id"),
         max_pixels=state.config.max_pixels,
+        face=choice,
     )
     return result.to_dict()
 

@@ -9,6 +9,9 @@ Where Regard's safeguards need something Rekognition has no field for, it comes 
 (add it with a botocore `before-sign` event hook) or from the key:
   X-Regard-Purpose          why a search is made / what a new collection is for (else the key's default purpose)
   X-Regard-User-Id          IndexFaces: the consenting person (user) the face belongs to
+  X-Regard-Face-Box         IndexFaces of a photo of several people: the person's face, as
+                            "Left,Top,Width,Height" in ratios of the image (DetectFaces' BoundingBox)
+  X-Regard-Face-Index       ... or by its position (from 0) in DetectFaces' FaceDetails
                             (else ExternalImageId, when it names a user of the collection)
   X-Regard-Consent-Basis    CreateUser: record consent in the same call (consent, contract, ...);
   X-Regard-Consent-Reference, X-Regard-Consent-Expires   with its reference and expiry (ISO 8601)
@@ -195,6 +198,7 @@ _REASONS = {
     "TOO_SMALL": "SMALL_BOUNDING_BOX",
     "LOW_QUALITY": "LOW_FACE_QUALITY",
     "EXCEEDS_MAX_FACES": "EXCEEDS_MAX_FACES",
+    "MULTIPLE_FACES": "MULTIPLE_FACES",  # Regard's own: several faces, none named (X-Regard-Face-Box)
     "EXTREME_POSE": "EXTREME_POSE",
     "LOW_SHARPNESS": "LOW_SHARPNESS",
     "LOW_CONFIDENCE": "LOW_CONFIDENCE",
@@ -354,6 +358,27 @@ def _person_for_index(call: Call, collection_id: str, external_image_id: str | N
     return person_id
 
 
+def _named_face(call: Call, width: int, height: int) -> gallery.FaceChoice | None:
+    """The face IndexFaces is told is the user's (X-Regard-Face-Box or X-Regard-Face-Index), if any."""
+    box = (call.headers.get("x-regard-face-box") or "").strip()
+    index = (call.headers.get("x-regard-face-index") or "").strip()
+    if box and index:
+        raise InvalidArgumentError("send X-Regard-Face-Box or X-Regard-Face-Index, not both")
+    if index:
+        if not index.isdigit():
+            raise InvalidArgumentError(f"X-Regard-Face-Index is a whole number from 0, not {index!r}")
+        return gallery.FaceChoice(index=int(index))
+    if not box:
+        return None
+    try:
+        left, top, w, h = (float(v) for v in box.split(","))
+    except ValueError:
+        raise InvalidArgumentError(
+            f"X-Regard-Face-Box is Left,Top,Width,Height in ratios of the image (as DetectFaces' BoundingBox), not {box!r}"
+        ) from None
+    return gallery.FaceChoice(box=(left * width, top * height, w * width, h * height))
+
+
 def index_faces(call: Call) -> dict[str, Any]:
     collection_id = call.collection(Role.ENROLL)
     external_image_id = call.ident("ExternalImageId", _USER_ID, required=False)
@@ -372,6 +397,7 @@ def index_faces(call: Call) -> dict[str, Any]:
         max_pixels=call.state.config.max_pixels,
         min_quality=level,
         resume=False,
+        face=_named_face(call, rgb.shape[1], rgb.shape[0]),
     )
     size = (rgb.shape[1], rgb.shape[0])
     model = call.store.get_collection(collection_id).model
