@@ -71,7 +71,9 @@ def _collection(args: argparse.Namespace) -> int:
         c = store.get_collection(args.id)
         d = c.to_dict()
         d["search_threshold"] = store.search_threshold(args.id)
-        _out(args, d, "\n".join(f"{k:>17}: {v}" for k, v in d.items()))
+        d["search_expected"] = store.search_expectations(args.id)
+        text = "\n".join(f"{k:>17}: {v}" for k, v in d.items() if k != "search_expected")
+        _out(args, d, text + "\nsearch: " + d["search_expected"]["words"])
     elif args.action == "delete":
         erased = store.delete_collection(args.id, actor=args.actor, reason=args.reason)
         _out(args, {"deleted": args.id, "faces_erased": erased}, f"deleted {args.id!r}: {erased} faces erased")
@@ -286,21 +288,33 @@ def _search(args: argparse.Namespace) -> int:
             args.photo,
             actor=args.actor,
             purpose=args.purpose,
-            all_faces=args.all_faces,
+            largest=args.largest,
             k=args.k,
             threshold=threshold,
         )
         hits = [h.to_dict() for h in found]
-    lines = [f"threshold {threshold:.1f} (searches of people not enrolled return a candidate about 1 % of the time or less)"]
+    expect = store.search_expectations(args.collection, threshold)
+    lines = [expect["words"]]
     if not hits:
         lines.append("no face found in the photo")
     for i, hit in enumerate(hits, 1):
-        lines.append(f"face {i}: {len(hit['candidates'])} candidate(s)")
-        for c in hit["candidates"]:
-            lines.append(f"   {c['person_id'] or '-':<24} score {c['score']:>6.2f}  FMR {c['fmr']:.2g}  face {c['face_id']}")
+        where = ""
+        if hit.get("box"):
+            b = hit["box"]
+            where = f" at left {b['left']:.0f}, top {b['top']:.0f}, {b['width']:.0f}x{b['height']:.0f} px ({hit['quality']})"
+        persons = hit.get("persons")
+        if persons is None:  # a search by face id: faces only
+            lines.append(f"face {hit['face_id']}: {len(hit['candidates'])} candidate(s)")
+            for c in hit["candidates"]:
+                lines.append(f"   {c['person_id'] or '-':<24} score {c['score']:>6.2f}  FMR {c['fmr']:.2g}  face {c['face_id']}")
+            continue
+        lines.append(f"face {i}{where}: {len(persons)} candidate(s)")
+        for p in persons:
+            faces = ", ".join(p["face_ids"])
+            lines.append(f"   {p['person_id'] or '-':<24} score {p['score']:>6.2f}  FMR {p['fmr']:.2g}  face {faces}")
     if any(h["candidates"] for h in hits):
         lines.append("candidates are leads for a person to review, not identifications")
-    _out(args, {"collection": args.collection, "threshold": threshold, "faces": hits}, "\n".join(lines))
+    _out(args, {"collection": args.collection, "threshold": threshold, "expected": expect, "faces": hits}, "\n".join(lines))
     return EXIT_OK if any(h["candidates"] for h in hits) else EXIT_NEGATIVE
 
 
@@ -455,7 +469,8 @@ def add_store_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     search.add_argument("photo", nargs="?", metavar="PHOTO")
     search.add_argument("--face-id", help="search with an enrolled face instead of a photo")
     search.add_argument("--purpose", required=True, help="why you are searching (written to the audit log)")
-    search.add_argument("--all-faces", action="store_true", help="search every face of the photo, not only the largest")
+    search.add_argument("--largest", action="store_true", help="search only the photo's largest face (default: every face)")
+    search.add_argument("--all-faces", action="store_true", help=argparse.SUPPRESS)  # the default since 0.3
     search.add_argument("--k", type=int, default=10, help="candidates per face at most")
     search.add_argument("--threshold", type=float, help="score threshold (default: FPIR <= 1 %% for this collection's size)")
 

@@ -112,3 +112,40 @@ def test_enroll_of_a_photo_of_two_people_needs_the_face_named(tmp_path):
     matched = run("enroll", "family", str(mixed), "--person", "akhmed", "--json")
     assert matched.returncode == 0, matched.stdout
     assert json.loads(matched.stdout)[0]["enrolled"][0]["box"]["left"] < 250  # the left-hand portrait
+
+
+def test_search_looks_at_every_face_and_ranks_persons_by_their_best_face(tmp_path):
+    from tests.conftest import TWO_PEOPLE
+
+    run = make_runner(tmp_path)
+    assert run("collection", "create", "family", "--purpose", "album faces").returncode == 0
+    for person, face in (("kid", "1"), ("mum", "2")):
+        assert run("person", "add", "family", person).returncode == 0
+        assert run("consent", "record", "family", person, "--basis", "consent").returncode == 0
+        assert run("enroll", "family", str(TWO_PEOPLE), "--person", person, "--face", face).returncode == 0
+    assert run("person", "add", "family", "akhmed").returncode == 0
+    assert run("consent", "record", "family", "akhmed", "--basis", "consent").returncode == 0
+    two = run("enroll", "family", str(lfw("Akhmed_Zakayev", 1)), str(lfw("Akhmed_Zakayev", 2)), "--person", "akhmed")
+    assert two.returncode == 0 and "2 enrolled" in two.stdout
+
+    found = run("search", "family", str(TWO_PEOPLE), "--purpose", "album 2026")
+    assert found.returncode == 0, found.stderr
+    assert "face 1 at left 150, top 74" in found.stdout and "face 2 at left 135, top 199" in found.stdout
+    assert "of searches for people not enrolled return a candidate" in found.stdout
+    result = json.loads(run("search", "family", str(TWO_PEOPLE), "--purpose", "album 2026", "--json").stdout)
+    assert [f["persons"][0]["person_id"] for f in result["faces"]] == ["kid", "mum"]
+    assert all(f["box"]["width"] > 50 for f in result["faces"])
+    assert 0 < result["expected"]["expected_fpir"] <= 0.01
+    largest = json.loads(run("search", "family", str(TWO_PEOPLE), "--purpose", "album 2026", "--largest", "--json").stdout)
+    assert [f["persons"][0]["person_id"] for f in largest["faces"]] == ["mum"]
+
+    him = json.loads(run("search", "family", str(lfw("Akhmed_Zakayev", 3)), "--purpose", "album 2026", "--json").stdout)
+    [face] = him["faces"]
+    best = face["persons"][0]
+    assert best["person_id"] == "akhmed" and len(best["face_ids"]) == len({c["face_id"] for c in face["candidates"] if c["person_id"] == "akhmed"})
+    assert best["score"] == max(c["score"] for c in face["candidates"])
+    assert len({p["person_id"] for p in face["persons"]}) == len(face["persons"])  # each person once
+
+    entries = json.loads(run("log", "show", "--action", "search", "--json").stdout)
+    assert len(entries) == 4  # one entry per search request
+    assert len(entries[0]["details"]["queries"]) == 2 and len(entries[0]["details"]["results"]) == 2

@@ -15,6 +15,7 @@ enrol", as NIST counts them.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
 import math
@@ -29,7 +30,7 @@ import numpy as np
 from regard.audit import metrics, plots
 from regard.audit.dataset import Dataset, Embedded, pair_scores
 from regard.errors import RegardError
-from regard.match import _GRID, DEFAULT_FMR, ThresholdTable, calibrate, default_table, search_threshold
+from regard.match import _GRID, DEFAULT_FMR, ThresholdTable, calibrate, default_table, fit_search_tail, search_threshold
 
 SCHEMA_VERSION = 1
 DEFAULT_TARGETS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
@@ -105,6 +106,12 @@ def build(
 
     verification = _verification(genuine, impostor, threshold, targets, same, usable)
     table = calibrate(genuine, impostor, _table_source(dataset, enrolment))
+    try:  # the 1:N model, where the photos are of enough people
+        faces = np.nonzero(has_face)[0]
+        tail = fit_search_tail(embedded.vectors[faces], [dataset.persons[i] for i in faces])
+        table = dataclasses.replace(table, search_tail=tail)
+    except RegardError as exc:
+        warnings.append(f"no 1:N model in the threshold table ({exc}); searches will use N x FMR")
     curves = {"all pairs": metrics.roc(genuine, impostor)}
     points = {"all pairs": (verification["at_threshold"]["fmr"], 1 - verification["at_threshold"]["fnmr"])}
 

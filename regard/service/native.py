@@ -192,6 +192,7 @@ class ThresholdChange(BaseModel):
 def _collection_dict(store: Store, collection_id: str) -> dict[str, Any]:
     out = store.get_collection(collection_id).to_dict()
     out["search_threshold"] = store.search_threshold(collection_id)
+    out["search_expected"] = store.search_expectations(collection_id)
     return out
 
 
@@ -402,15 +403,17 @@ def delete_face(
             "purpose": {"type": "string", "description": "why this search is made (required, audit-logged)"},
             "k": {"type": "integer", "default": 10},
             "threshold": {"type": "number"},
-            "all_faces": {"type": "boolean", "default": False},
+            "largest": {"type": "boolean", "default": False, "description": "search only the largest face"},
         },
     ),
 )
 def search(
     request: Request, collection_id: str, caller: Caller = Depends(bearer), body: Upload = Depends(upload)
 ) -> dict[str, Any]:
-    """Search a collection for the photo's largest face (or every face with all_faces), or for an
-    enrolled face (`face_id` instead of a photo). `purpose` is required; the search is audit-logged."""
+    """Search a collection for every face of the photo (only the largest with `largest`), or for an
+    enrolled face (`face_id` instead of a photo). Each face comes back with its box, the persons it
+    may be (ranked by their best face, with the face ids that matched) and the faces themselves.
+    `purpose` is required; the search is one audit entry listing every face searched."""
     caller.require(Role.SEARCH, collection_id)
     state = state_of(request)
     purpose = body.text("purpose")
@@ -436,7 +439,7 @@ def search(
                 body.photo("image"),  # type: ignore[arg-type]
                 actor=caller.actor,
                 purpose=purpose,
-                all_faces=body.flag("all_faces"),
+                largest=body.flag("largest"),
                 k=k,
                 threshold=threshold,
                 max_pixels=state.config.max_pixels,
@@ -446,6 +449,7 @@ def search(
         "collection": collection_id,
         "threshold": threshold,
         "threshold_fmr": store.table.fmr_estimate(threshold),
+        "expected": store.search_expectations(collection_id, threshold),
         "note": "candidates for a person to review, not identifications",
         "faces": hits,
     }

@@ -19,7 +19,7 @@ import numpy as np
 
 from regard.errors import ConsentError, InvalidArgumentError
 from regard.face import QualityLevel
-from regard.match import ThresholdTable, default_table, search_threshold
+from regard.match import DEFAULT_FPIR, ThresholdTable, default_table, expected_fnir, expected_fpir, search_threshold
 
 ID_PATTERN = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
 
@@ -297,6 +297,14 @@ def require_consent(person: "Person", now: datetime) -> None:
         raise ConsentError(f"the consent of person {person.id!r} expired on {expiry}")
 
 
+def _percent(rate: float | None) -> str:
+    if rate is None:
+        return "?"
+    if rate >= 0.1:
+        return f"{rate * 100:.0f} %"
+    return f"{rate * 100:.2g} %"
+
+
 class Store(ABC):
     """The operations every backend provides. Each call is one transaction, with its audit entry."""
 
@@ -314,6 +322,37 @@ class Store(ABC):
         if collection.threshold is not None:
             return collection.threshold
         return search_threshold(self.table, collection.face_count)
+
+    def search_expectations(self, collection_id: str, threshold: float | None = None) -> dict[str, Any]:
+        """What a search of this collection at `threshold` (default: its search threshold) may be
+        expected to do at its current size, from the calibration: the FPIR (share of searches for
+        someone not enrolled that return a candidate) and the FNIR (share of searches for an
+        enrolled person that miss them) with 1, 2 or 3 enrolled photos each; and the same in words."""
+        collection = self.get_collection(collection_id)
+        if threshold is None:
+            threshold = self.search_threshold(collection_id)
+        size = collection.face_count
+        fpir = expected_fpir(self.table, threshold, size)
+        fnir = {g: expected_fnir(self.table, threshold, g) for g in (1, 2, 3)}
+        set_by = "set for this collection" if collection.threshold is not None and threshold == collection.threshold else (
+            "the default for its size" if threshold == search_threshold(self.table, size) else "given for this search"
+        )
+        words = (
+            f"threshold {threshold:.1f} ({set_by}, {size:,} faces): about {_percent(fpir)} of searches for "
+            f"people not enrolled return a candidate (target at most {_percent(DEFAULT_FPIR)})"
+        )
+        if fnir[1] is not None:
+            words += (
+                f"; a search for an enrolled person misses them about {_percent(fnir[1])} of the time with one "
+                f"enrolled photo, {_percent(fnir[2])} with two, {_percent(fnir[3])} with three (measured on {self.table.source.split(':')[0]})"
+            )
+        return {
+            "threshold": threshold,
+            "gallery_faces": size,
+            "expected_fpir": fpir,
+            "expected_fnir": {str(g): v for g, v in fnir.items()},
+            "words": words,
+        }
 
     # Collections
     @abstractmethod
