@@ -92,6 +92,36 @@ def test_compare_faces_uses_the_calibrated_threshold(admin: Any) -> None:
         admin.compare_faces(SourceImage={"Bytes": photo("dogs.jpg")}, TargetImage={"Bytes": photo("Amber_Tamblyn_0001.jpg")})
 
 
+def test_aws_style_thresholds_of_80_mean_what_aws_users_expect(admin: Any, people: dict[str, Any]) -> None:
+    # 80 is what AWS's own examples pass (and Rekognition's default): Regard's 1:1 default, FMR 1e-3.
+    same = admin.compare_faces(
+        SourceImage={"Bytes": photo("Akhmed_Zakayev_0001.jpg")}, TargetImage={"Bytes": photo("Akhmed_Zakayev_0003.jpg")},
+        SimilarityThreshold=80,
+    )  # fmt: skip
+    headers = same["ResponseMetadata"]["HTTPHeaders"]
+    assert len(same["FaceMatches"]) == 1 and 80 <= same["FaceMatches"][0]["Similarity"] <= 100
+    assert float(headers["x-regard-similarity-threshold"]) == pytest.approx(80)
+    assert float(headers["x-regard-threshold-fmr"]) <= 1e-3  # the score threshold 80 stands for
+    other = admin.compare_faces(
+        SourceImage={"Bytes": photo("Akhmed_Zakayev_0001.jpg")}, TargetImage={"Bytes": photo("Abel_Pacheco_0002.jpg")},
+        SimilarityThreshold=80,
+    )  # fmt: skip
+    assert other["FaceMatches"] == []
+    found = admin.search_faces_by_image(
+        CollectionId="staff", Image={"Bytes": photo("Akhmed_Zakayev_0003.jpg")}, FaceMatchThreshold=80
+    )
+    assert [m["Face"]["UserId"] for m in found["FaceMatches"]] == ["akhmed"]
+    assert found["FaceMatches"][0]["Similarity"] >= 80
+    stranger = admin.search_faces_by_image(
+        CollectionId="staff", Image={"Bytes": photo("Angela_Bassett_0001.jpg")}, FaceMatchThreshold=80
+    )
+    assert stranger["FaceMatches"] == []
+    strict = admin.search_faces_by_image(
+        CollectionId="staff", Image={"Bytes": photo("Akhmed_Zakayev_0003.jpg")}, FaceMatchThreshold=99
+    )
+    assert float(strict["ResponseMetadata"]["HTTPHeaders"]["x-regard-threshold-fmr"]) <= 1e-6
+
+
 def test_collections_lifecycle_and_pagination(admin: Any) -> None:
     for name in ("c-one", "c-two", "c-three"):
         created = admin.create_collection(CollectionId=name)

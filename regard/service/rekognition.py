@@ -50,7 +50,7 @@ from regard.errors import (
     RegardError,
 )
 from regard.face import LANDMARK_NAMES, Face, QualityLevel
-from regard.match import compare_embeddings
+from regard.match import ThresholdTable, compare_embeddings
 from regard.pipeline import detect
 from regard.service.app import AWS_JSON, ServiceState, state_of
 from regard.service.auth import Caller, Unauthorized, public_reason
@@ -166,11 +166,41 @@ class Call:
         return (self.headers.get("x-regard-reason") or "").strip() or f"{operation} via the Rekognition API"
 
     def threshold(self, name: str, default: float) -> float:
+        """The Regard score threshold of a call: the caller's `name` (a Rekognition Similarity,
+        mapped to a score by `score_of_similarity`) or `default` (a score)."""
         value = self.number(name, 0.0, 100.0, None)
-        threshold = float(default if value is None else value)
+        threshold = float(default) if value is None else score_of_similarity(self.store.table, float(value))
         self.response_headers["X-Regard-Threshold"] = f"{threshold:.2f}"
+        self.response_headers["X-Regard-Similarity-Threshold"] = f"{similarity_of_score(self.store.table, threshold):.2f}"
         self.response_headers["X-Regard-Threshold-FMR"] = f"{self.store.table.fmr_estimate(threshold):.3g}"
         return threshold
+
+
+SIMILARITY_ANCHORS = ((1e-3, 80.0), (1e-6, 99.0))
+"""The Rekognition API's Similarity scale: 80 (the FaceMatchThreshold and SimilarityThreshold of
+AWS's own examples, and Rekognition's default) is Regard's 1:1 default threshold, the score whose
+measured false-match rate is 1e-3; 99 (what AWS advises for uses such as law enforcement) is the
+score whose estimated false-match rate is 1e-6. Between and beyond, Similarity is linear in the
+score (0 -> 0, 100 -> 100). The native API keeps Regard's own score."""
+
+
+def _similarity_knots(table: ThresholdTable) -> tuple[list[float], list[float]]:
+    scores = [0.0] + [table.threshold_for_estimate(fmr) for fmr, _ in SIMILARITY_ANCHORS] + [100.0]
+    similarities = [0.0] + [sim for _, sim in SIMILARITY_ANCHORS] + [100.0]
+    return scores, similarities
+
+
+def similarity_of_score(table: ThresholdTable, score: float) -> float:
+    """A Regard score (0-100) on the Rekognition API's Similarity scale (see SIMILARITY_ANCHORS)."""
+    scores, similarities = _similarity_knots(table)
+    return round(float(np.interp(score, scores, similarities)), 4)
+
+
+def score_of_similarity(table: ThresholdTable, similarity: float) -> float:
+    """The Regard score a Rekognition Similarity (or threshold) stands for: the inverse of
+    `similarity_of_score`."""
+    scores, similarities = _similarity_knots(table)
+    return float(np.interp(similarity, similarities, scores))
 
 
 def _page(call: Call, items: list[Any], max_results: int) -> tuple[list[Any], str | None]:
@@ -288,7 +318,7 @@ def compare_faces(call: Call) -> dict[str, Any]:
         comparison = compare_embeddings(source.embedding, face.embedding, threshold=threshold)  # type: ignore[arg-type]
         compared = face_detail(target_rgb, face)
         if comparison.match:
-            matches.append({"Similarity": comparison.score, "Face": compared})
+            matches.append({"Similarity": similarity_of_score(call.store.table, comparison.score), "Face": compared})
         else:
             unmatched.append(compared)
     matches.sort(key=lambda m: -m["Similarity"])
@@ -463,7 +493,7 @@ def delete_faces(call: Call) -> dict[str, Any]:
 
 def _matches(call: Call, collection_id: str, candidates: list[Any], model: str) -> list[dict[str, Any]]:
     return [
-        {"Similarity": c.score, "Face": _face_shape(call.store.get_face(collection_id, c.face_id), model)}
+        {"Similarity": similarity_of_score(call.store.table, c.score), "Face": _face_shape(call.store.get_face(collection_id, c.face_id), model)}
         for c in candidates
     ]
 
@@ -622,15 +652,16 @@ def disassociate_faces(call: Call) -> dict[str, Any]:
     }
 
 
-def _user_matches(candidates: list[list[Any]], exclude: str | None, most: int) -> list[dict[str, Any]]:
-    """Candidates grouped by user, each user's best score, best first."""
-    best: dict[str, float] = {}
-    for row in candidates:
-        for c in row:
-            if c.person_id and c.person_id != exclude:
-                best[c.person_id] = max(best.get(c.person_id, 0.0), c.score)
-    ranked = sorted(best.items(), key=lambda item: -item[1])[:most]
-    return [{"Similarity": score, "User": {"UserId": uid, "UserStatus": "ACTIVE"}} for uid, score in ranked]
+def _user_matches(
+    table: ThresholdTable, candidates: list[list[Any]], exclude: str | None, most: int
+) -> list[dict[str, Any]]:
+    """Users ranked by their best face among the candidates of every query (gallery.rank_persons,
+    as the native API ranks persons), without faces of no user and without `exclude`."""
+    pooled = [c for row in candidates for c in row if c.person_id and c.person_id != exclude]
+    return [
+        {"Similarity": similarity_of_score(table, p.score), "User": {"UserId": p.person_id, "UserStatus": "ACTIVE"}}
+        for p in gallery.rank_persons(pooled, most)
+    ]
 
 
 def search_users(call: Call) -> dict[str, Any]:
@@ -661,7 +692,7 @@ def search_users(call: Call) -> dict[str, Any]:
         request={"operation": "SearchUsers", "user_id": user_id, "face_id": face_id},
     )
     return {
-        "UserMatches": _user_matches(results, exclude, most),
+        "UserMatches": _user_matches(call.store.table, results, exclude, most),
         "FaceModelVersion": call.store.get_collection(collection_id).model,
         **searched,
     }
@@ -679,7 +710,7 @@ def search_users_by_image(call: Call) -> dict[str, Any]:
         k=min(1000, most * 4 + 8), threshold=threshold, request={"operation": "SearchUsersByImage"},
     )[0]
     return {
-        "UserMatches": _user_matches([hit.candidates], None, most),
+        "UserMatches": _user_matches(call.store.table, [hit.candidates], None, most),
         "FaceModelVersion": call.store.get_collection(collection_id).model,
         "SearchedFace": {"FaceDetail": face_detail(rgb, probe)},
         "UnsearchedFaces": [{"FaceDetails": face_detail(rgb, f), "Reasons": ["FACE_NOT_LARGEST"]} for f in others],
