@@ -13,7 +13,7 @@ from regard.face import Box, Face, Quality, QualityLevel
 from regard.match import Comparison
 from regard.pipeline import compare, detect, embed, primary_face
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def __getattr__(name: str) -> object:

@@ -470,7 +470,7 @@ def add_store_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     search.add_argument("--face-id", help="search with an enrolled face instead of a photo")
     search.add_argument("--purpose", required=True, help="why you are searching (written to the audit log)")
     search.add_argument("--largest", action="store_true", help="search only the photo's largest face (default: every face)")
-    search.add_argument("--all-faces", action="store_true", help=argparse.SUPPRESS)  # the default since 0.3
+    search.add_argument("--all-faces", action="store_true", help=argparse.SUPPRESS)  # the default since 0.2
     search.add_argument("--k", type=int, default=10, help="candidates per face at most")
     search.add_argument("--threshold", type=float, help="score threshold (default: FPIR <= 1 %% for this collection's size)")
 

@@ -86,7 +86,7 @@ class ThresholdTable:
     fmr: list[float] = field(repr=False)  # fraction of impostor pairs scoring >= threshold
     fnmr: list[float] = field(repr=False)  # fraction of genuine pairs scoring < threshold
     # The 1:N model (see `fit_search_tail`): {"alpha", "beta", "gamma", ...}; None in tables made
-    # before Regard 0.3, whose searches fall back to N x FMR.
+    # before Regard 0.2, whose searches fall back to N x FMR.
     search_tail: dict[str, Any] | None = field(default=None, repr=False)
 
     @cached_property
@@ -315,7 +315,7 @@ def search_threshold(table: ThresholdTable, gallery_size: int, fpir: float = DEF
     SEARCH_DESIGN_SHARE x `fpir` (0.7 % for the 1 % target), rounded up to the table's 0.1 grid, and
     never below the 1:1 default (FMR 1e-3). A person with several faces is searched by their best
     face, so the gallery size is the number of faces. Tables without the model (made before Regard
-    0.3) use FPIR ~ N x FMR.
+    0.2) use FPIR ~ N x FMR.
     """
     if gallery_size < 0:
         raise RegardError("a gallery size cannot be negative")

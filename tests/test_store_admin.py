@@ -312,7 +312,7 @@ def test_postgres_first_schema_is_upgraded_to_the_halfvec_index(postgres_url: st
     upgraded.close()
 
 
-def test_postgres_faces_enrolled_before_0_3_are_scaled_to_length_1_and_old_thresholds_cleared(postgres_url: str) -> None:
+def test_postgres_faces_enrolled_before_0_2_are_scaled_to_length_1_and_old_thresholds_cleared(postgres_url: str) -> None:
     """Migration 0003: the stored vectors of faces enrolled unscaled are scaled to length 1, so the
     index orders them as the angle-based score does; a threshold set on the old score scale is
     cleared (the calibrated default applies) and where it came from is kept."""
@@ -333,7 +333,7 @@ def test_postgres_faces_enrolled_before_0_3_are_scaled_to_length_1_and_old_thres
     assert np.linalg.norm(store.face_vector("c", record.face_id)) == pytest.approx(1.0, abs=1e-5)
     store.set_threshold("c", 66.6, actor="a", reason="audit", source={"target_fmr": 1e-4})
     store.close()
-    with psycopg.connect(postgres_url, autocommit=True) as conn:  # as Regard 0.2 left it
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # as Regard 0.1 left it
         conn.execute("UPDATE faces SET embedding = %s::vector", (str((vector * 1.43).tolist()),))
         conn.execute("DELETE FROM regard_schema_version WHERE version > 2")
     upgraded = PostgresStore(postgres_url)
@@ -368,7 +368,7 @@ def test_sqlite_thresholds_on_the_old_score_scale_are_cleared_and_old_vectors_se
         store.add_faces("c", "ann", [face], actor="a")
     store.set_threshold("c", 66.6, actor="a", reason="audit")
     store.close()
-    with sqlite3.connect(tmp_path / "old.db") as conn:  # as Regard 0.2 left it: unscaled vectors, version 2
+    with sqlite3.connect(tmp_path / "old.db") as conn:  # as Regard 0.1 left it: unscaled vectors, version 2
         rows = conn.execute("SELECT row FROM faces ORDER BY row").fetchall()
         # the near face stored long, the far one short: raw Euclidean distance would rank far first
         conn.execute("UPDATE faces SET embedding = ? WHERE row = ?", ((near * 3).tobytes(), rows[0][0]))

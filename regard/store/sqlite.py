@@ -139,7 +139,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
     ),
     (
         3,
-        # Regard 0.3 compares faces by the angle between their embeddings: a collection's own search
+        # Regard 0.2 compares faces by the angle between their embeddings: a collection's own search
         # threshold was a score on the old scale and is cleared (the calibrated default applies until
         # `regard audit --apply-to` is run again; docs/STORAGE.md). Stored vectors stay as they are:
         # the index scales them to length 1 as it loads them.
@@ -672,7 +672,7 @@ class SQLiteStore(Store):
         if added:
             ids = np.array([r["row"] for r in added], dtype=np.int64)
             vectors = np.frombuffer(b"".join(r["embedding"] for r in added), dtype=np.float32).reshape(-1, EMBEDDING_SIZE)
-            state.index.add(ids, unit(vectors))  # faces enrolled before 0.3 are stored unscaled
+            state.index.add(ids, unit(vectors))  # faces enrolled before 0.2 are stored unscaled
             state.last_row = int(ids[-1])
         return state.index, len(state.index)
 

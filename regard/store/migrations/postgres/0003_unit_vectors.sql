@@ -1,4 +1,4 @@
--- Regard 0.3 compares faces by the angle between their embeddings (regard/match.py) and stores
+-- Regard 0.2 compares faces by the angle between their embeddings (regard/match.py) and stores
 -- them scaled to length 1, so that the HNSW index's Euclidean distance orders faces as the score
 -- does. Faces enrolled before are scaled here (pgvector 0.7+'s l2_normalize); the index follows
 -- the rows. A collection's own search threshold (regard audit --apply-to) was a score on the old
