@@ -367,6 +367,27 @@ def _signed(service: Service, key_id: str, secret: str, target: str, body: bytes
     return httpx.post(service.url + "/", content=body, headers=dict(request.headers.items()))
 
 
+def test_accountability_headers_must_be_signed(service: Service, people: dict[str, Any]) -> None:
+    key_id, secret = service.key("search", collections=["staff"], purpose="badge checks")
+    rek = client(service, key_id, secret)
+
+    def forge(request: Any, **_: Any) -> None:  # a proxy on the path, after the client signed
+        request.headers["X-Regard-Purpose"] = "FORGED purpose added after signing"
+
+    rek.meta.events.register("before-send.rekognition.*", forge)
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        rek.search_faces_by_image(CollectionId="staff", Image={"Bytes": photo("Amber_Tamblyn_0002.jpg")})
+    assert _code(refused.value) == "AccessDeniedException" and "x-regard-purpose" in str(refused.value)
+    signed = client(service, key_id, secret, **{"X-Regard-Purpose": "signed purpose"})  # added before signing
+    assert signed.search_faces_by_image(CollectionId="staff", Image={"Bytes": photo("Amber_Tamblyn_0002.jpg")})["FaceMatches"]
+    store = open_store(service.store_url)
+    try:
+        purposes = [e.purpose for e in store.audit_entries(action="search", actor=f"key:{key_id}")]
+    finally:
+        store.close()
+    assert purposes == ["signed purpose"]
+
+
 def test_unsigned_unknown_and_malformed_calls_are_refused(service: Service) -> None:
     import httpx
 

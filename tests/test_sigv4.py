@@ -271,6 +271,15 @@ def test_host_and_every_amz_header_must_be_signed() -> None:
     assert reason_of(lambda: request.verify(headers=dropped)) == "missing signed header"
 
 
+def test_accountability_headers_added_after_signing_are_refused() -> None:
+    request = Signed()
+    for name in ("X-Regard-Purpose", "X-Regard-User-Id", "x-regard-reason"):
+        forged = {**request.headers, name: "FORGED after signing"}
+        with pytest.raises(AuthError) as caught:
+            request.verify(headers=forged)
+        assert caught.value.reason == "unsigned header" and name.lower() in str(caught.value)
+
+
 def test_a_signed_security_token_and_content_hash_verify_and_the_hash_is_checked() -> None:
     import hashlib
 

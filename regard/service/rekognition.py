@@ -756,7 +756,9 @@ def _handle(state: ServiceState, scope: dict[str, Any], headers: Mapping[str, st
             region=state.config.region,
         )
     except AuthError as exc:
-        raise Unauthorized(f"the request signature was refused: {public_reason(exc)}") from None
+        # Which headers were left unsigned is the client's own information: name them.
+        detail = str(exc) if exc.reason == "unsigned header" else public_reason(exc)
+        raise Unauthorized(f"the request signature was refused: {detail}") from None
     caller = Caller(state.store.get_api_key(key_id))
     state.admit(caller)
     target = headers.get("x-amz-target", "")

@@ -14,8 +14,9 @@ What is refused, with `AuthError.reason`:
   unsorted or empty SignedHeaders, a signature that is not 64 hex digits), "missing date" (no valid
   X-Amz-Date; a `Date` header alone is not accepted), "scope date mismatch", "wrong region",
   "wrong service", "request too old" / "request too far in the future" (more than `max_skew`, 5
-  minutes by default, either way), "unsigned header" (`host` or some present `x-amz-*` header is not
-  signed: an unsigned X-Amz-Target could be switched to another operation), "missing signed header",
+  minutes by default, either way), "unsigned header" (`host` or some present `x-amz-*` or
+  `x-regard-*` header is not signed: an unsigned X-Amz-Target could be switched to another
+  operation, an unsigned X-Regard-Purpose rewritten on the way), "missing signed header",
   "unsigned payload" (X-Amz-Content-SHA256 of UNSIGNED-PAYLOAD or a streaming mode: the body must be
   signed), "bad payload hash" (X-Amz-Content-SHA256 differs from the body's hash), whatever
   `secret_for` raises ("unknown key", "revoked key", ...), and "bad signature".
@@ -193,7 +194,9 @@ def verify_sigv4(
     if signed_at - now > max_skew:
         raise AuthError("request too far in the future", f"the request is dated {amz_date}, more than {max_skew} ahead")
 
-    must_sign = {"host"} | {name for name in grouped if name.startswith("x-amz-")}
+    # X-Regard-* headers carry the purpose, the consenting user and the reasons that go into the
+    # audit log: a proxy must not be able to add or change them after the client signed.
+    must_sign = {"host"} | {name for name in grouped if name.startswith(("x-amz-", "x-regard-"))}
     unsigned = sorted(must_sign - set(auth.signed_headers))
     if unsigned:
         raise AuthError("unsigned header", f"these headers must be signed: {', '.join(unsigned)}")
