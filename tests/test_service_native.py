@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import signal
 import time
 from pathlib import Path
@@ -161,6 +162,37 @@ def test_roles_and_scopes(service: Service, admin: httpx.Client) -> None:
     assert [c["id"] for c in search.get("/v1/collections").json()["collections"]] == ["scoped"]
     assert search.get("/v1/collections/hidden").status_code == 404
     assert enroll.delete("/v1/collections/scoped", params={"reason": "r"}).status_code == 403
+
+
+def test_a_scoped_admin_key_sees_no_other_collection_anywhere(service: Service, admin: httpx.Client) -> None:
+    for c in ("mine", "theirs"):
+        assert admin.post("/v1/collections", json={"id": c, "purpose": f"{c} purpose"}).status_code == 201
+        admin.post(f"/v1/collections/{c}/persons", json={"id": "amber"})
+        admin.put(f"/v1/collections/{c}/persons/amber/consent", json={"basis": "consent"})
+    face = admin.post("/v1/collections/theirs/persons/amber/faces", files={"image": lfw("Amber_Tamblyn_0001.jpg")})
+    theirs_face = face.json()["enrolled"][0]["face_id"]
+    admin.post("/v1/collections/theirs/search", files={"image": lfw("Amber_Tamblyn_0002.jpg")}, data={"purpose": "SECRET purpose"})
+    scoped = httpx.Client(base_url=service.url, headers=service.bearer("admin", collections=["mine"]), timeout=60)
+    scoped.post("/v1/collections/mine/search", files={"image": lfw("Amber_Tamblyn_0002.jpg")}, data={"purpose": "my purpose"})
+
+    for params in ({}, {"action": "search"}, {"action": "key_create"}, {"action": "enroll"}):
+        entries = scoped.get("/v1/audit", params=params).json()["entries"]
+        assert all(e["collection"] == "mine" for e in entries), params
+        assert "SECRET purpose" not in json.dumps(entries)
+    assert [e["purpose"] for e in scoped.get("/v1/audit", params={"action": "search"}).json()["entries"]] == ["my purpose"]
+    assert scoped.get("/v1/audit", params={"collection": "theirs"}).status_code == 403
+    assert any(e["action"] == "key_create" for e in admin.get("/v1/audit", params={"action": "key_create"}).json()["entries"])
+    verified = scoped.get("/v1/audit/verify").json()
+    assert set(verified) == {"ok", "head_seq", "head_hash"} and verified["ok"] is True
+
+    assert [c["id"] for c in scoped.get("/v1/collections").json()["collections"]] == ["mine"]
+    assert scoped.get("/v1/collections/theirs").status_code == 404
+    assert scoped.get("/v1/collections/theirs/faces").status_code in (403, 404)
+    searched = scoped.post("/v1/collections/theirs/search", data={"purpose": "p", "face_id": theirs_face})
+    assert searched.status_code in (403, 404)
+    assert scoped.delete(f"/v1/collections/theirs/faces/{theirs_face}", params={"reason": "r"}).status_code in (403, 404)
+    assert scoped.delete("/v1/collections/theirs", params={"reason": "r"}).status_code in (403, 404)
+    assert admin.get("/v1/collections/theirs").json()["faces"] == 1  # untouched
 
 
 def test_bad_input_gets_a_clear_error(service: Service, admin: httpx.Client) -> None:

@@ -469,17 +469,32 @@ def audit_log(
     limit: int = Query(1000, ge=1, le=100_000),
     caller: Caller = Depends(bearer),
 ) -> dict[str, Any]:
-    """Audit entries, oldest first (admin keys)."""
+    """Audit entries, oldest first (admin keys). A key scoped to collections sees only the entries
+    of those collections; store-wide entries (keys, migrations) only an unscoped admin key sees."""
     caller.require(Role.ADMIN, collection)
-    entries = state_of(request).store.audit_entries(
-        collection=collection, action=action, actor=actor, since=since, until=until, limit=limit
-    )
+    store = state_of(request).store
+    scope = caller.key.collections
+    if collection is not None or scope is None:
+        entries = store.audit_entries(collection=collection, action=action, actor=actor, since=since, until=until, limit=limit)
+    else:
+        entries = sorted(
+            (
+                e
+                for c in scope
+                for e in store.audit_entries(collection=c, action=action, actor=actor, since=since, until=until, limit=limit)
+            ),
+            key=lambda e: e.seq,
+        )[:limit]
     return {"entries": [e.as_dict() for e in entries]}
 
 
 @router.get("/audit/verify", tags=["audit"])
 def audit_verify(request: Request, caller: Caller = Depends(bearer)) -> dict[str, Any]:
-    """Check the audit log's hash chain from the first entry to the head."""
+    """Check the audit log's hash chain from the first entry to the head. A key scoped to
+    collections learns whether the whole chain verifies and its head, not which entries failed
+    (they may be other collections')."""
     caller.require(Role.ADMIN)
     report = state_of(request).store.verify_audit()
+    if caller.key.collections is not None:
+        return {"ok": report.ok, "head_seq": report.head_seq, "head_hash": report.head_hash}
     return dataclasses.asdict(report)
