@@ -110,6 +110,8 @@ class ThresholdTable:
 
         An FMR below what the table can resolve (1 / impostor pairs) is refused rather than guessed.
         """
+        if isinstance(fmr, bool) or not isinstance(fmr, (int, float)) or not 0 < fmr < 1:
+            raise RegardError(f"a false-match rate is a number between 0 and 1 (exclusive), not {fmr!r}")
         floor = 1.0 / self.impostor_pairs
         if fmr < floor:
             raise RegardError(
@@ -142,8 +144,8 @@ class ThresholdTable:
 
     def threshold_for_estimate(self, fmr: float) -> float:
         """The lowest threshold whose estimated FMR (`fmr_estimate`) is at most `fmr`, any fmr > 0."""
-        if not 0 < fmr < 1:
-            raise RegardError(f"a false-match rate is between 0 and 1, not {fmr}")
+        if isinstance(fmr, bool) or not isinstance(fmr, (int, float)) or not 0 < fmr < 1:
+            raise RegardError(f"a false-match rate is a number between 0 and 1 (exclusive), not {fmr!r}")
         if fmr * self.impostor_pairs >= _TAIL_MIN_COUNT:
             return self.threshold_for(fmr)
         slope, intercept = self._tail
@@ -384,7 +386,7 @@ def compare_embeddings(
     table = table or default_table()
     if threshold is None:
         threshold = table.threshold_for(DEFAULT_FMR if fmr is None else fmr)
-    if not 0.0 <= threshold <= 100.0:
+    if not 0.0 <= threshold <= 100.0:  # NaN fails this too
         raise RegardError(f"a threshold is a score from 0 to 100, not {threshold}")
     d = distance(a, b)
     s = float(score_from_distance(d))

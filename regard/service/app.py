@@ -26,6 +26,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from regard.errors import (
     AlreadyExistsError,
@@ -38,6 +39,7 @@ from regard.errors import (
     RegardError,
 )
 from regard.image import DEFAULT_MAX_PIXELS
+from regard.service import jsonbody
 from regard.service.auth import Caller, Forbidden, Unauthorized
 from regard.service.keys import AuthError, KeyRing
 from regard.service.ratelimit import RateLimiter
@@ -195,6 +197,13 @@ class LimitsMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        content_type = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1")
+        if body and content_type.startswith("application/json") and scope.get("path") != REKOGNITION_PATH:
+            try:  # before FastAPI parses it for a route: no nesting or number can make it fail
+                jsonbody.parse(body)
+            except jsonbody.BadJson as exc:
+                await _send_error(scope, send, 400, "invalid_argument", "SerializationException", str(exc))
+                return
         delivered = False
 
         async def replay() -> dict[str, Any]:
@@ -316,6 +325,17 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         ]
         text = "; ".join(f"{p['where']}: {p['problem']}" for p in problems)
         return native_error(400, "invalid_argument", f"the request is not valid: {text}", problems=problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Starlette's own refusals (unknown path, wrong method, unreadable form) in Regard's shape."""
+        kinds = {404: "not_found", 405: "method_not_allowed", 413: "image_too_large"}
+        message = str(exc.detail) if exc.detail else "the request was refused"
+        if request.url.path == REKOGNITION_PATH:
+            return aws_error(exc.status_code, "InvalidParameterException", message)
+        response = native_error(exc.status_code, kinds.get(exc.status_code, "invalid_argument"), message)
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

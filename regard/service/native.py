@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import binascii
-import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +25,7 @@ from regard.errors import ImageTooLargeError, InvalidArgumentError, NoFaceError,
 from regard.face import QualityLevel
 from regard.match import compare_embeddings
 from regard.pipeline import detect, primary_face
+from regard.service import jsonbody
 from regard.service.app import ServiceState, state_of
 from regard.service.auth import Caller, authenticate_bearer
 from regard.store.base import ConsentBasis, Role, Store
@@ -68,9 +69,12 @@ class Upload:
         if isinstance(value, bool):
             raise InvalidArgumentError(f"{name!r} must be a number, not true/false")
         try:
-            return kind(value)
-        except (TypeError, ValueError):
-            raise InvalidArgumentError(f"{name!r} must be a {kind.__name__}, not {value!r}") from None
+            number = kind(value)
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidArgumentError(f"{name!r} must be a {kind.__name__}, not {str(value)[:40]!r}") from None
+        if isinstance(number, float) and not math.isfinite(number):
+            raise InvalidArgumentError(f"{name!r} must be a finite number, not {value!r}")
+        return number
 
     def flag(self, name: str) -> bool:
         value = self.fields.get(name, False)
@@ -95,10 +99,7 @@ async def upload(request: Request) -> Upload:
             else:
                 fields[name] = value
     elif content_type.startswith("application/json"):
-        try:
-            body = json.loads(await request.body() or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidArgumentError(f"the body is not valid JSON: {exc}") from None
+        body = jsonbody.parse(await request.body() or b"null")
         if not isinstance(body, dict):
             raise InvalidArgumentError("the JSON body must be an object")
         for name, value in body.items():

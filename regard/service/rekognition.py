@@ -33,7 +33,7 @@ import binascii
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -52,11 +52,12 @@ from regard.errors import (
 from regard.face import LANDMARK_NAMES, Face, QualityLevel
 from regard.match import ThresholdTable, compare_embeddings
 from regard.pipeline import detect
+from regard.service import jsonbody
 from regard.service.app import AWS_JSON, ServiceState, state_of
 from regard.service.auth import Caller, Unauthorized, public_reason
 from regard.service.keys import AuthError
 from regard.service.sigv4 import verify_sigv4
-from regard.store.base import ConsentBasis, FaceRecord, Role, SearchQuery, Store
+from regard.store.base import ConsentBasis, FaceRecord, Role, SearchQuery, Store, check_consent, check_optional_text
 
 router = APIRouter()
 
@@ -101,6 +102,13 @@ class Call:
             value = float(value)
         if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
             raise InvalidArgumentError(f"{name} has the wrong type")
+        return value
+
+    def strings(self, name: str, required: bool = False, default: Any = None) -> Any:
+        """A list of strings (FaceIds, UserIds, Attributes, ...)."""
+        value = self.get(name, list, required, default)
+        if value is not None and not all(isinstance(v, str) for v in value):
+            raise InvalidArgumentError(f"{name} is a list of strings")
         return value
 
     def ident(self, name: str, pattern: str = r"[a-zA-Z0-9_.\-]+", max_len: int = 255, required: bool = True) -> Any:
@@ -209,8 +217,10 @@ def _page(call: Call, items: list[Any], max_results: int) -> tuple[list[Any], st
     start = 0
     if token:
         try:
-            start = int(json.loads(base64.urlsafe_b64decode(token.encode()))["offset"])
-        except (ValueError, KeyError, TypeError, binascii.Error):
+            start = jsonbody.parse(base64.urlsafe_b64decode(token.encode()))["offset"]
+            if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+                raise ValueError(start)
+        except (ValueError, KeyError, TypeError, binascii.Error):  # BadJson is a ValueError too
             raise AwsError("InvalidPaginationTokenException", "NextToken is not a token this service issued") from None
     end = start + max_results
     next_token = base64.urlsafe_b64encode(json.dumps({"offset": end}).encode()).decode() if end < len(items) else None
@@ -290,7 +300,7 @@ def _face_shape(record: FaceRecord, model: str) -> dict[str, Any]:
 
 def detect_faces(call: Call) -> dict[str, Any]:
     call.caller.require(Role.DETECT)
-    attributes = call.get("Attributes", list, default=[])
+    attributes = call.strings("Attributes", default=[])
     known = {"DEFAULT", "ALL", "AGE_RANGE", "BEARD", "EMOTIONS", "EYE_DIRECTION", "EYEGLASSES", "EYES_OPEN",
              "GENDER", "MOUTH_OPEN", "MUSTACHE", "FACE_OCCLUDED", "SMILE", "SUNGLASSES"}
     if any(a not in known for a in attributes):
@@ -450,7 +460,7 @@ def list_faces(call: Call) -> dict[str, Any]:
     collection_id = call.collection(Role.ENROLL)
     max_results = call.number("MaxResults", 0, 4096, 1000)
     user_id = call.ident("UserId", _USER_ID, 128, required=False)
-    face_ids = call.get("FaceIds", list)
+    face_ids = call.strings("FaceIds")
     records = call.store.list_faces(collection_id, user_id) if user_id is None or _user_exists(call, collection_id, user_id) else []
     if face_ids is not None:
         wanted = set(face_ids)
@@ -472,7 +482,7 @@ def _user_exists(call: Call, collection_id: str, user_id: str) -> bool:
 
 
 def _face_ids(call: Call, name: str = "FaceIds", most: int = 4096) -> list[str]:
-    ids = call.get(name, list, required=True)
+    ids = call.strings(name, required=True)
     if not 1 <= len(ids) <= most or not all(isinstance(i, str) and re.fullmatch(_FACE_ID, i) for i in ids):
         raise InvalidArgumentError(f"{name} is a list of 1 to {most} face ids (UUIDs)")
     return ids
@@ -553,11 +563,14 @@ def create_user(call: Call) -> dict[str, Any]:
             expires = datetime.fromisoformat(expires_text)
         except ValueError:
             raise InvalidArgumentError("X-Regard-Consent-Expires is an ISO 8601 time with a zone") from None
+    reference = (call.headers.get("x-regard-consent-reference") or "").strip() or None
     if basis:
-        try:
-            ConsentBasis(basis)
-        except ValueError:
-            raise InvalidArgumentError(f"X-Regard-Consent-Basis is one of {[b.value for b in ConsentBasis]}") from None
+        # Every check of the consent before the user is written: a refused consent leaves no user
+        # behind (a retry would otherwise meet ConflictException).
+        check_consent(basis, expires, datetime.now(timezone.utc))
+        check_optional_text(reference, "X-Regard-Consent-Reference")
+    elif expires_text or reference:
+        raise InvalidArgumentError("X-Regard-Consent-Expires and -Reference need X-Regard-Consent-Basis")
     try:
         call.store.add_person(collection_id, user_id, actor=call.caller.actor)
     except AlreadyExistsError:
@@ -569,7 +582,7 @@ def create_user(call: Call) -> dict[str, Any]:
             basis=ConsentBasis(basis),
             actor=call.caller.actor,
             expires_at=expires,
-            reference=(call.headers.get("x-regard-consent-reference") or "").strip() or None,
+            reference=reference,
         )
     return {}
 
@@ -767,9 +780,9 @@ def _handle(state: ServiceState, scope: dict[str, Any], headers: Mapping[str, st
     if handler is None:
         raise AwsError("UnknownOperationException", f"Regard does not provide the operation {target!r}")
     try:
-        payload = json.loads(body or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise AwsError("SerializationException", "the request body is not valid JSON") from None
+        payload = jsonbody.parse(body or b"{}")
+    except jsonbody.BadJson as exc:
+        raise AwsError("SerializationException", "the request body is not valid JSON" if exc.syntax else str(exc)) from None
     if not isinstance(payload, dict):
         raise AwsError("SerializationException", "the request body must be a JSON object")
     call = Call(state, caller, headers, payload)

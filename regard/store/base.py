@@ -33,11 +33,38 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
+MAX_TEXT = 2000
+"""Free text (a purpose, an actor, a reason, a reference, a display name) is at most this many
+characters: it goes into the append-only audit log."""
+
+
 def check_text(value: str | None, what: str) -> str:
-    """A required, non-blank piece of text (a purpose, an actor, a reason)."""
+    """A required, non-blank piece of text (a purpose, an actor, a reason), valid Unicode, at most
+    MAX_TEXT characters."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidArgumentError(f"{what} is required and cannot be blank")
+    check_unicode(value, what)
+    if len(value) > MAX_TEXT:
+        raise InvalidArgumentError(f"{what} is {len(value):,} characters; at most {MAX_TEXT:,} are kept")
     return value.strip()
+
+
+def check_optional_text(value: str | None, what: str) -> str | None:
+    """Optional free text (a display name, a consent reference): None, or checked as check_text."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"{what} is text")
+    return check_text(value, what) if value.strip() else None
+
+
+def check_unicode(value: str, what: str) -> str:
+    """`value` if it can be written as UTF-8 (no lone surrogates such as \\ud800)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(f"{what} holds text that is not valid Unicode (a lone surrogate)") from None
+    return value
 
 
 def check_new_collection(
@@ -181,6 +208,12 @@ class NewFace:
     quality_level: QualityLevel
     external_image_id: str | None = None
     thumbnail: bytes | None = None  # only stored if the collection opted in
+
+    def __post_init__(self) -> None:
+        if self.external_image_id is not None:
+            if not isinstance(self.external_image_id, str) or not 1 <= len(self.external_image_id) <= 255:
+                raise InvalidArgumentError("an external image id is 1 to 255 characters")
+            check_unicode(self.external_image_id, "the external image id")
 
 
 @dataclass(frozen=True)

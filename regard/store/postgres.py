@@ -65,6 +65,7 @@ from regard.store.base import (
     check_id,
     check_new_collection,
     check_search,
+    check_optional_text,
     check_text,
     check_threshold,
     require_consent,
@@ -540,6 +541,7 @@ class PostgresStore(Store):
     ) -> Person:
         check_id(person_id, "person id")
         actor = check_text(actor, "the actor")
+        display_name = check_optional_text(display_name, "a display name")
         with self._write() as conn:
             self._collection_row(conn, collection_id)
             exists = conn.execute(
@@ -581,6 +583,7 @@ class PostgresStore(Store):
         actor = check_text(actor, "the actor")
         now = _now()
         basis = check_consent(basis, expires_at, now)
+        reference = check_optional_text(reference, "a consent reference")
         with self._write() as conn:
             self._person(conn, collection_id, person_id)
             conn.execute(
