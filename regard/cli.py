@@ -159,7 +159,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from regard.image import DEFAULT_MAX_PIXELS
+    from regard.image import DEFAULT_MAX_PIXELS, SERVICE_MAX_PIXELS
     from regard.models.detector import DEFAULT_MIN_FACE
 
     parser = argparse.ArgumentParser(prog="regard", description="Self-hosted, accountable face recognition.")
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--region", default="us-east-1", help="the region SigV4 requests are signed for (default %(default)s)")
     serve.add_argument("--max-image-bytes", type=int, default=5 * 1024 * 1024, help="largest image accepted (default %(default)s)")
-    serve.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest image in pixels (default %(default)s)")
+    serve.add_argument("--max-pixels", type=int, default=SERVICE_MAX_PIXELS, help="largest image in pixels (default %(default)s)")
     serve.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request is abandoned (default %(default)s)")
     serve.add_argument("--graceful-seconds", type=int, default=30, help="on shutdown, time left to requests in flight (default %(default)s)")
     serve.set_defaults(func=_cmd_serve)

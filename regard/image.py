@@ -43,12 +43,16 @@ from PIL import Image
 from regard.errors import ImageError, ImageTooLargeError
 
 DEFAULT_MAX_PIXELS: int = 50_000_000
+SERVICE_MAX_PIXELS: int = 25_000_000
+"""The service's pixel limit per image (`regard serve --max-pixels`): a 24 MP camera frame passes.
+At its peak a photo takes about 28 bytes per pixel with the detector (0.7 GB for 25 MP, measured),
+and a 2 KB lossless WebP can declare 50 MP, so the service holds less than the library."""
 """Images with more pixels than this (width x height, before decoding) are refused."""
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
 """What `load_image` reads: a file path, the encoded bytes, or a binary file object."""
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageSource", "image_size", "load_image"]
+__all__ = ["DEFAULT_MAX_PIXELS", "SERVICE_MAX_PIXELS", "ImageSource", "image_size", "load_image"]
 
 _SUPPORTED = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
 _SUPPORTED_TEXT = "JPEG, PNG, WebP, BMP, TIFF or GIF"

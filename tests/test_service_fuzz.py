@@ -164,3 +164,54 @@ def test_create_user_with_a_bad_consent_leaves_no_user_behind(aws: Any) -> None:
         refused = aws("CreateUser", body, **{"X-Regard-Consent-Basis": "consent", "X-Regard-Consent-Expires": expires})
         assert refused.status_code == 400, expires
     assert aws("CreateUser", body, **{"X-Regard-Consent-Basis": "consent"}).status_code == 200  # the retry works
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_small_files_of_huge_images_are_refused_before_they_are_decoded(service: Service, native: httpx.Client, aws: Any) -> None:
+    import io
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (7071, 7071), (120, 120, 120)).save(buffer, "WEBP", lossless=True)
+    bomb = buffer.getvalue()
+    assert len(bomb) < 10_000  # 50 MP in a few KB: over the service's 25 MP limit
+    before = _peak_rss_mb(service.process.pid)
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: native.post("/v1/detect", files={"image": bomb}).status_code, range(4)))
+        aws_answers = list(pool.map(
+            lambda _: aws("DetectFaces", json.dumps({"Image": {"Bytes": base64.b64encode(bomb).decode()}})).json()["__type"], range(4)
+        ))  # fmt: skip
+    assert answers == [413] * 4 and aws_answers == ["ImageTooLargeException"] * 4
+    assert _peak_rss_mb(service.process.pid) - before < 200  # the pixels were never decoded
+
+
+def test_the_pixel_budget_lets_photos_in_only_while_there_is_room() -> None:
+    import threading
+    import time
+
+    from regard.service.app import PixelBudget, ServiceBusy
+
+    budget = PixelBudget(capacity=100, wait_seconds=0.3)
+    with budget.hold(60):
+        started = time.monotonic()
+        with pytest.raises(ServiceBusy):
+            with budget.hold(60):
+                pass
+        assert time.monotonic() - started >= 0.25
+        with budget.hold(40):  # what fits goes in at once
+            assert budget.used == 100
+    assert budget.used == 0
+    first = budget.acquire(80)
+    threading.Timer(0.1, budget.release, args=(first,)).start()
+    with budget.hold(80):  # waits until the first is released
+        assert budget.used == 80
+    with budget.hold(10**9):  # a photo larger than the budget waits for all of it, never forever
+        assert budget.used == 100

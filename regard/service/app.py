@@ -18,10 +18,11 @@ import json
 import logging
 import os
 import threading
-from contextlib import asynccontextmanager
+import time
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,7 +39,7 @@ from regard.errors import (
     NotFoundError,
     RegardError,
 )
-from regard.image import DEFAULT_MAX_PIXELS
+from regard.image import SERVICE_MAX_PIXELS
 from regard.service import jsonbody
 from regard.service.auth import Caller, Forbidden, Unauthorized
 from regard.service.keys import AuthError, KeyRing
@@ -71,7 +72,7 @@ class ServiceConfig:
     store_url: str | None = None  # None: $REGARD_STORE or the user's default SQLite file
     region: str = "us-east-1"  # the region SigV4 requests must be signed for
     max_image_bytes: int = 5 * 1024 * 1024  # Rekognition's limit for Image.Bytes
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int = SERVICE_MAX_PIXELS
     request_timeout: float = 60.0  # seconds before a request is answered 503
     master_key_file: Path | None = None  # None: $REGARD_MASTER_KEY_FILE or the default (keys.py)
     extra: dict[str, str] = field(default_factory=dict)
@@ -101,10 +102,78 @@ class ServiceConfig:
             store_url=os.environ.get("REGARD_STORE") or None,
             region=os.environ.get("REGARD_REGION", "us-east-1"),
             max_image_bytes=_env_int("REGARD_MAX_IMAGE_BYTES", 5 * 1024 * 1024),
-            max_pixels=_env_int("REGARD_MAX_PIXELS", DEFAULT_MAX_PIXELS),
+            max_pixels=_env_int("REGARD_MAX_PIXELS", SERVICE_MAX_PIXELS),
             request_timeout=_env_float("REGARD_REQUEST_TIMEOUT", 60.0),
             master_key_file=Path(key_file) if key_file else None,
         )
+
+
+PIXEL_BUDGET_IMAGES = 2
+"""The photos being worked on at once in one service process hold at most this many times the pixel
+limit (their declared sizes, read from the headers before decoding); requests beyond it wait."""
+
+
+class ServiceBusy(RegardError):
+    """The process's pixel budget stayed full for longer than a request may wait."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PixelBudget:
+    """A weighted semaphore over the pixels of the photos being worked on, so that memory stays
+    bounded however many large photos arrive at once (each holds its declared size until its
+    request ends)."""
+
+    def __init__(self, capacity: int, wait_seconds: float) -> None:
+        self.capacity = max(1, capacity)
+        self.wait_seconds = wait_seconds
+        self.used = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        held = self.acquire(pixels)
+        try:
+            yield
+        finally:
+            self.release(held)
+
+    def acquire(self, pixels: int) -> int:
+        """Wait for room for `pixels` (at most `wait_seconds`, then ServiceBusy); what to release."""
+        pixels = min(max(0, pixels), self.capacity)
+        deadline = time.monotonic() + self.wait_seconds
+        with self._cond:
+            while self.used + pixels > self.capacity:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ServiceBusy(
+                        f"the server is working on as many large photos as it holds ({self.capacity:,} pixels); retry shortly"
+                    )
+                self._cond.wait(timeout=left)
+            self.used += pixels
+        return pixels
+
+    def release(self, pixels: int) -> None:
+        with self._cond:
+            self.used -= pixels
+            self._cond.notify_all()
+
+
+def declared_pixels(photos: list[bytes]) -> int:
+    """The pixels the photos declare in their headers (0 for what is not an image: decoding it
+    later says what is wrong)."""
+    from regard.image import image_size
+
+    total = 0
+    for data in photos:
+        try:
+            width, height = image_size(data, max_pixels=1 << 62)
+        except Exception:  # an unreadable photo holds nothing; load_image refuses it properly
+            continue
+        total += width * height
+    return total
 
 
 # ---------------------------------------------------------------- errors in two dialects
@@ -243,6 +312,7 @@ class ServiceState:
         self.store = open_store(config.store_url)
         self.keys = KeyRing(self.store, config.master_key_file)
         self.limiter = RateLimiter()
+        self.pixels = PixelBudget(PIXEL_BUDGET_IMAGES * config.max_pixels, wait_seconds=min(30.0, config.request_timeout / 2))
         self.ready = threading.Event()
 
     def warm_up(self) -> None:
@@ -304,6 +374,15 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         if request.url.path == REKOGNITION_PATH:
             return aws_error(400, "ThrottlingException", str(exc), headers)
         response = native_error(429, "rate_limited", str(exc))
+        response.headers.update(headers)
+        return response
+
+    @app.exception_handler(ServiceBusy)
+    async def _busy(request: Request, exc: ServiceBusy) -> JSONResponse:
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+        if request.url.path == REKOGNITION_PATH:
+            return aws_error(400, "ThrottlingException", str(exc), headers)
+        response = native_error(503, "busy", str(exc))
         response.headers.update(headers)
         return response
 

@@ -14,9 +14,10 @@ import binascii
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, AsyncIterator
 
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
@@ -26,7 +27,7 @@ from regard.face import QualityLevel
 from regard.match import compare_embeddings
 from regard.pipeline import detect, primary_face
 from regard.service import jsonbody
-from regard.service.app import ServiceState, state_of
+from regard.service.app import ServiceState, declared_pixels, state_of
 from regard.service.auth import Caller, authenticate_bearer
 from regard.store.base import ConsentBasis, Role, Store
 
@@ -85,8 +86,19 @@ class Upload:
         raise InvalidArgumentError(f"{name!r} must be true or false")
 
 
-async def upload(request: Request) -> Upload:
-    """Photos and fields from multipart/form-data or a JSON object (photos as base64)."""
+async def upload(request: Request) -> AsyncIterator[Upload]:
+    """Photos and fields from multipart/form-data or a JSON object (photos as base64). The photos'
+    declared pixels are held in the process's pixel budget until the request is done."""
+    parsed = await _parse_upload(request)
+    budget = state_of(request).pixels
+    held = await run_in_threadpool(budget.acquire, declared_pixels(list(parsed.photos.values())))
+    try:
+        yield parsed
+    finally:
+        budget.release(held)
+
+
+async def _parse_upload(request: Request) -> Upload:
     limit = state_of(request).config.max_image_bytes
     content_type = request.headers.get("content-type", "")
     photos: dict[str, bytes] = {}

@@ -53,7 +53,7 @@ from regard.face import LANDMARK_NAMES, Face, QualityLevel
 from regard.match import ThresholdTable, compare_embeddings
 from regard.pipeline import detect
 from regard.service import jsonbody
-from regard.service.app import AWS_JSON, ServiceState, state_of
+from regard.service.app import AWS_JSON, ServiceState, declared_pixels, state_of
 from regard.service.auth import Caller, Unauthorized, public_reason
 from regard.service.keys import AuthError
 from regard.service.sigv4 import verify_sigv4
@@ -755,6 +755,20 @@ OPERATIONS: dict[str, Callable[[Call], dict[str, Any]]] = {
 # ---------------------------------------------------------------- the endpoint
 
 
+def _photos_of(payload: dict[str, Any]) -> list[bytes]:
+    """The photos a request carries (Image, SourceImage, TargetImage), for the pixel budget."""
+    photos = []
+    for name in ("Image", "SourceImage", "TargetImage"):
+        image = payload.get(name)
+        data = image.get("Bytes") if isinstance(image, dict) else None
+        if isinstance(data, str):
+            try:
+                photos.append(base64.b64decode(data))
+            except (binascii.Error, ValueError):
+                pass  # Call.image says what is wrong with it
+    return photos
+
+
 def _handle(state: ServiceState, scope: dict[str, Any], headers: Mapping[str, str], body: bytes) -> JSONResponse:
     raw_path = scope.get("raw_path") or scope["path"].encode()
     query = scope.get("query_string", b"").decode("latin-1")
@@ -786,7 +800,8 @@ def _handle(state: ServiceState, scope: dict[str, Any], headers: Mapping[str, st
     if not isinstance(payload, dict):
         raise AwsError("SerializationException", "the request body must be a JSON object")
     call = Call(state, caller, headers, payload)
-    result = handler(call)
+    with state.pixels.hold(declared_pixels(_photos_of(payload))):
+        result = handler(call)
     return JSONResponse(result, media_type=AWS_JSON, headers=call.response_headers)
 
 
