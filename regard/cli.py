@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -54,7 +55,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
             draw_faces(rgb, faces).save(args.draw)
     if args.json:
-        print(json.dumps(report if len(report) != 1 else report[0], indent=2))
+        print(json.dumps(report, indent=2))  # a list, one entry per photo, however many photos
     else:
         for entry in report:
             _print_detection(entry)
@@ -238,6 +239,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_NO_FACE
     except (RegardError, ImageError) as exc:
         _error(str(exc))
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:  # `regard ... | head`: the reader left; say nothing more
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python flushes stdout at exit)
+        except OSError:
+            pass
+        return EXIT_OK
+    except OSError as exc:  # a file that cannot be read or written: one line, as for bad input
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        _error(f"{where}{exc.strerror or exc}")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130

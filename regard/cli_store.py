@@ -7,6 +7,7 @@ import argparse
 import getpass
 import json
 import os
+import re
 import sys
 import time
 from datetime import datetime
@@ -107,7 +108,7 @@ def _consent(args: argparse.Namespace) -> int:
 
     store = _store(args)
     if args.action == "record":
-        expires = datetime.fromisoformat(args.expires) if args.expires else None
+        expires = parse_when(args.expires, "--expires", future=True) if args.expires else None
         c = store.record_consent(
             args.collection,
             args.person,
@@ -181,6 +182,31 @@ def _enroll_folders(args: argparse.Namespace) -> int:
         lines.append("not enrolled, by reason: " + ", ".join(f"{r} {n}" for r, n in sorted(report.reasons.items())))
     _out(args, data, "\n".join(lines))
     return EXIT_OK if not report.rejected else EXIT_NEGATIVE
+
+
+_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_when(text: str, option: str, *, future: bool) -> datetime:
+    """A time as people write it: an ISO date (midnight UTC), an ISO time (UTC unless it has a
+    zone), or a duration such as 30d, 12h, 2w counted from now (forward for `future`, else back)."""
+    from datetime import timedelta, timezone
+
+    from regard.errors import InvalidArgumentError
+
+    value = text.strip()
+    match = re.fullmatch(r"(\d+)\s*([mhdw])", value.lower())
+    if match:
+        delta = timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+        now = datetime.now(timezone.utc)
+        return now + delta if future else now - delta
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"{option} {text!r} is not a time: give a date (2027-01-01), a time (2027-01-01T09:00+01:00) or a duration (30d, 12h)"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
 def _numbered_faces(not_enrolled: list[dict[str, Any]]) -> list[str]:
@@ -339,7 +365,7 @@ def _log(args: argparse.Namespace) -> int:
         )
         _out(args, data, text)
         return EXIT_OK if report.ok else EXIT_TAMPERED
-    since = datetime.fromisoformat(args.since) if args.since else None
+    since = parse_when(args.since, "--since", future=False) if args.since else None
     rows = store.audit_entries(
         collection=args.collection, action=args.action_filter, actor=args.by, since=since, limit=args.limit
     )
@@ -434,7 +460,7 @@ def add_store_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     record.add_argument("collection")
     record.add_argument("person")
     record.add_argument("--basis", required=True, choices=[b.value for b in ConsentBasis])
-    record.add_argument("--expires", help="ISO 8601 time with zone, e.g. 2027-12-31T00:00:00+00:00")
+    record.add_argument("--expires", help="when consent ends: a date (2027-12-31, midnight UTC), a time with zone, or a duration from now (30d, 12h, 2w)")
     record.add_argument("--reference", help="reference of the signed release")
     revoke = k_sub.add_parser("revoke", parents=[store_opts], help="withdraw consent and erase the person's faces")
     revoke.add_argument("collection")
@@ -481,7 +507,7 @@ def add_store_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     show.add_argument("--collection")
     show.add_argument("--action", dest="action_filter")
     show.add_argument("--by", help="entries by this actor")
-    show.add_argument("--since", help="ISO 8601 time")
+    show.add_argument("--since", help="a date (2026-11-01, midnight UTC), a time with zone, or how long ago (7d, 12h)")
     show.add_argument("--limit", type=int)
 
     command("sweep", "erase faces whose retention ran out or whose consent expired", _sweep)

@@ -21,13 +21,35 @@ def test_detect_json_and_drawing(fixtures, tmp_path):
     out = tmp_path / "faces.png"
     result = run("detect", str(fixtures / "2008_002470.jpg"), "--json", "--draw", str(out))
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    [report] = json.loads(result.stdout)  # always a list, one entry per photo
     assert len(report["faces"]) == 6
     assert {"box", "confidence", "landmarks", "quality"} <= set(report["faces"][0])
     drawn = Image.open(out)
     assert drawn.size == (500, 332) and drawn.format == "PNG"
     original = Image.open(fixtures / "2008_002470.jpg").convert("RGB")
     assert drawn.convert("RGB").tobytes() != original.tobytes()
+
+
+def test_ordinary_mistakes_get_one_line_and_exit_2(fixtures, tmp_path):
+    missing = run("detect", str(fixtures / "2008_002470.jpg"), "--draw", str(tmp_path / "no" / "such" / "x.png"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr and "x.png" in missing.stderr
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    assert run("collection", "create", "c", "--purpose", "p", "--store", store).returncode == 0
+    assert run("person", "add", "c", "ann", "--store", store).returncode == 0
+    tomorrow = run("consent", "record", "c", "ann", "--basis", "consent", "--expires", "tomorrow", "--store", store)
+    assert tomorrow.returncode == 2 and "Traceback" not in tomorrow.stderr and "30d" in tomorrow.stderr
+    thirty = run("consent", "record", "c", "ann", "--basis", "consent", "--expires", "30d", "--store", store, "--json")
+    assert thirty.returncode == 0 and json.loads(thirty.stdout)["expires_at"].startswith("20")
+    dated = run("consent", "record", "c", "ann", "--basis", "consent", "--expires", "2099-01-01", "--store", store, "--json")
+    assert json.loads(dated.stdout)["expires_at"] == "2099-01-01T00:00:00+00:00"  # a date is midnight UTC
+    yesterday = run("log", "show", "--since", "yesterday", "--store", store)
+    assert yesterday.returncode == 2 and "Traceback" not in yesterday.stderr
+    assert run("log", "show", "--since", "7d", "--store", store).returncode == 0
+    piped = subprocess.run(
+        f"{sys.executable} -m regard.cli detect {fixtures / '2008_002470.jpg'} {fixtures / 'bald_guys.jpg'} | head -c 10",
+        shell=True, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr
 
 
 def test_detect_table_and_exit_codes(fixtures, tmp_path):

@@ -89,7 +89,7 @@ def test_enroll_of_a_photo_of_two_people_needs_the_face_named(tmp_path):
     assert "  1  left 150, top 74" in refused.stdout and "  2  left 135, top 199" in refused.stdout
     assert json.loads(run("collection", "describe", "family", "--json").stdout)["faces"] == 0
 
-    detected = json.loads(run("detect", str(TWO_PEOPLE), "--json").stdout)["faces"]
+    detected = json.loads(run("detect", str(TWO_PEOPLE), "--json").stdout)[0]["faces"]
     named = run("enroll", "family", str(TWO_PEOPLE), "--person", "mum", "--face", "2", "--json")
     assert named.returncode == 0, named.stderr
     [entry] = json.loads(named.stdout)
