@@ -348,9 +348,32 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _log(args: argparse.Namespace) -> int:
+    from regard.audit import checkpoint as cp
+
+    if args.action == "keygen":
+        public = cp.generate_key(Path(args.path))
+        _out(args, {"path": args.path, "public_key": public}, f"signing key written to {args.path}\npublic key {public}")
+        return EXIT_OK
     store = _store(args)
+    if args.action == "checkpoint":
+        signed = cp.sign_head(store, Path(args.key))
+        if args.out:
+            cp.append(Path(args.out), signed)
+        _out(args, json.loads(signed.to_line()), signed.to_line() + (f"\nappended to {args.out}" if args.out else ""))
+        return EXIT_OK
     if args.action == "verify":
         report = store.verify_audit()
+        if args.checkpoint:
+            checkpoints = cp.read(Path(args.checkpoint))
+            problems = cp.verify(store, checkpoints, public_key=args.public_key)
+            data = {"ok": not problems, "checkpoints": len(checkpoints), "head_seq": report.head_seq, "problems": problems}
+            text = (
+                f"audit log intact and extends all {len(checkpoints)} checkpoints: head #{report.head_seq} {report.head_hash}"
+                if not problems
+                else "AUDIT LOG FAILED VERIFICATION:\n" + "\n".join(f"  {p}" for p in problems)
+            )
+            _out(args, data, text)
+            return EXIT_OK if not problems else EXIT_TAMPERED
         data = {
             "ok": report.ok,
             "checked": report.checked,
@@ -502,7 +525,15 @@ def add_store_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
     log = command("log", "show or verify the audit log", _log)
     l_sub = log.add_subparsers(dest="action", required=True)
-    l_sub.add_parser("verify", parents=[store_opts])
+    verify = l_sub.add_parser("verify", parents=[store_opts])
+    verify.add_argument("--checkpoint", metavar="FILE", help="also prove the log extends every signed checkpoint in FILE")
+    verify.add_argument("--public-key", metavar="HEX", help="with --checkpoint: accept only checkpoints signed by this key")
+    keygen = l_sub.add_parser("keygen", help="make an Ed25519 key to sign checkpoints with (keep it away from the store)")
+    keygen.add_argument("path")
+    keygen.add_argument("--json", action="store_true")
+    checkpoint = l_sub.add_parser("checkpoint", parents=[store_opts], help="sign the audit log's head")
+    checkpoint.add_argument("--key", required=True, help="the signing key (regard log keygen)")
+    checkpoint.add_argument("--out", metavar="FILE", help="append the signed checkpoint to FILE (else print it)")
     show = l_sub.add_parser("show", parents=[store_opts])
     show.add_argument("--collection")
     show.add_argument("--action", dest="action_filter")

@@ -149,3 +149,38 @@ def test_search_looks_at_every_face_and_ranks_persons_by_their_best_face(tmp_pat
     entries = json.loads(run("log", "show", "--action", "search", "--json").stdout)
     assert len(entries) == 4  # one entry per search request
     assert len(entries[0]["details"]["queries"]) == 2 and len(entries[0]["details"]["results"]) == 2
+
+
+def test_signed_checkpoints_catch_entries_cut_off_with_the_head_rolled_back(tmp_path):
+    run = make_runner(tmp_path)
+    key, checkpoints = tmp_path / "keys" / "audit.pem", tmp_path / "audit.checkpoints"
+    made = run("log", "keygen", str(key), "--json")
+    assert made.returncode == 0 and oct(key.stat().st_mode & 0o777) == "0o600"
+    public = json.loads(made.stdout)["public_key"]
+    assert run("log", "keygen", str(key)).returncode == 2  # never overwritten
+    assert run("collection", "create", "c", "--purpose", "p").returncode == 0
+    assert run("person", "add", "c", "ann").returncode == 0
+    first = run("log", "checkpoint", "--key", str(key), "--out", str(checkpoints), "--json")
+    assert first.returncode == 0 and json.loads(first.stdout)["seq"] == 2
+    assert run("person", "add", "c", "bob").returncode == 0
+    assert run("person", "add", "c", "cyd").returncode == 0
+    assert run("log", "checkpoint", "--key", str(key), "--out", str(checkpoints)).returncode == 0
+    ok = run("log", "verify", "--checkpoint", str(checkpoints), "--public-key", public)
+    assert ok.returncode == 0 and "extends all 2 checkpoints" in ok.stdout
+
+    # Cut off the newest entry and roll the head back to match: the chain alone still verifies.
+    with sqlite3.connect(tmp_path / "cli.db") as conn:
+        for trigger in ("audit_log_no_delete", "audit_head_forward_only"):
+            conn.execute(f"DROP TRIGGER {trigger}")
+        conn.execute("DELETE FROM audit_log WHERE seq = 4")
+        conn.execute("UPDATE audit_head SET seq = 3, hash = (SELECT hash FROM audit_log WHERE seq = 3)")
+    assert run("log", "verify").returncode == 0  # the database alone cannot tell
+    caught = run("log", "verify", "--checkpoint", str(checkpoints))
+    assert caught.returncode == 3 and "entries were cut off" in caught.stdout
+    # A checkpoint file edited to match is caught by its signature.
+    lines = checkpoints.read_text().splitlines()
+    forged = json.loads(lines[1]) | {"seq": 3}
+    checkpoints.write_text(lines[0] + "\n" + json.dumps(forged) + "\n")
+    assert "signature does not verify" in run("log", "verify", "--checkpoint", str(checkpoints)).stdout
+    other = run("log", "verify", "--checkpoint", str(checkpoints), "--public-key", "00" * 32)
+    assert other.returncode == 3 and "another key" in other.stdout
