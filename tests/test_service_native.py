@@ -116,7 +116,7 @@ def test_enroll_search_forget_and_audit(service: Service, admin: httpx.Client) -
     assert admin.get("/v1/audit/verify").json()["ok"] is True
 
     forgotten = admin.delete("/v1/collections/members/persons/amber", params={"reason": "left the gym"})
-    assert forgotten.json() == {"forgotten": "amber", "faces_erased": 1}
+    assert forgotten.json() == {"forgotten": "amber", "faces_erased": 1, "erasure_complete": True}
     assert admin.get("/v1/collections/members/faces").json()["faces"] == []
     after = searcher.post(
         "/v1/collections/members/search", files={"image": lfw("Amber_Tamblyn_0002.jpg")}, data={"purpose": "check-in"}

@@ -258,3 +258,42 @@ def test_audit_log_catches_tampering_through_the_store(store, store_url):
             raw.execute("UPDATE audit_log SET purpose = 'nothing to see' WHERE seq = %s", (seq,))
     report = store.verify_audit()
     assert not report.ok and any(str(seq) in p for p in report.problems)
+
+
+def test_erasure_with_a_reader_holding_the_file_answers_at_once_and_clears_the_log_after(tmp_path):
+    import sqlite3
+    import threading
+    import time
+
+    from regard.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'regard.db'}"
+    store = open_store(url)
+    try:
+        _gallery(store)
+        face = store.list_faces("demo", "amber")[0]
+        needle = store.face_vector("demo", face.face_id).astype(np.float32).tobytes()
+        reader = sqlite3.connect(tmp_path / "regard.db", isolation_level=None)  # a backup, the sqlite3 shell...
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM faces").fetchone()  # holds a snapshot from before the erasure
+        started = time.monotonic()
+        assert store.forget_person("demo", "amber", actor="dpo", reason="erasure request") == 1
+        assert time.monotonic() - started < 5  # was: as long as the reader, up to the 60 s busy timeout
+        assert store.erasure_pending
+        # Other requests are not stalled behind it.
+        listed: list[int] = []
+        other = threading.Thread(target=lambda: listed.append(len(store.list_collections())))
+        other.start()
+        other.join(timeout=5)
+        assert listed == [1]
+        reader.execute("COMMIT")
+        reader.close()
+        deadline = time.monotonic() + 20
+        while store.erasure_pending and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not store.erasure_pending  # the background retry truncated the log
+        contents = b"".join(p.read_bytes() for p in tmp_path.glob("regard.db*"))
+        for start in range(0, len(needle) - 64, 64):
+            assert needle[start : start + 64] not in contents
+    finally:
+        store.close()

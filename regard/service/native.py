@@ -133,6 +133,15 @@ async def _parse_upload(request: Request) -> Upload:
 PHOTO_FIELDS = {"image", "source", "target"}
 
 
+def _erasure(store: Store) -> dict[str, Any]:
+    """What an erasure's answer says of its traces: complete, or (SQLite, while a reader holds the
+    write-ahead log) still being cleared in the background."""
+    if store.erasure_pending:
+        return {"erasure_complete": False, "note": "the rows are gone; their old copies in the write-ahead log are "
+                "cleared as soon as the reader holding it ends"}  # fmt: skip
+    return {"erasure_complete": True}
+
+
 def _photo_body(*names: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
     """OpenAPI description of a body with photos, in both encodings."""
     file_props = {n: {"type": "string", "format": "binary"} for n in names}
@@ -250,7 +259,7 @@ def delete_collection(
     """Delete a collection and erase every face in it."""
     caller.require(Role.ADMIN, collection_id)
     erased = state_of(request).store.delete_collection(collection_id, actor=caller.actor, reason=reason)
-    return {"deleted": collection_id, "faces_erased": erased}
+    return {"deleted": collection_id, "faces_erased": erased, **_erasure(state_of(request).store)}
 
 
 @router.put("/collections/{collection_id}/threshold", tags=["collections"])
@@ -303,7 +312,7 @@ def forget_person(
     """Forget a person: faces, vectors, thumbnails, consent and the person record are erased."""
     caller.require(Role.ENROLL, collection_id)
     erased = state_of(request).store.forget_person(collection_id, person_id, actor=caller.actor, reason=reason)
-    return {"forgotten": person_id, "faces_erased": erased}
+    return {"forgotten": person_id, "faces_erased": erased, **_erasure(state_of(request).store)}
 
 
 @router.put("/collections/{collection_id}/persons/{person_id}/consent", tags=["persons"])
@@ -329,7 +338,7 @@ def revoke_consent(
     """Withdraw consent: every face enrolled under it is erased."""
     caller.require(Role.ENROLL, collection_id)
     erased = state_of(request).store.revoke_consent(collection_id, person_id, actor=caller.actor, reason=reason)
-    return {"revoked": person_id, "faces_erased": erased}
+    return {"revoked": person_id, "faces_erased": erased, **_erasure(state_of(request).store)}
 
 
 # ---------------------------------------------------------------- faces
@@ -401,7 +410,7 @@ def delete_face(
 ) -> dict[str, Any]:
     caller.require(Role.ENROLL, collection_id)
     state_of(request).store.delete_face(collection_id, face_id, actor=caller.actor, reason=reason)
-    return {"deleted": face_id}
+    return {"deleted": face_id, **_erasure(state_of(request).store)}
 
 
 # ---------------------------------------------------------------- search

@@ -356,6 +356,12 @@ class Store(ABC):
             return collection.threshold
         return search_threshold(self.table, collection.face_count)
 
+    @property
+    def erasure_pending(self) -> bool:
+        """Whether erased faces may still be readable somewhere the store will clear by itself soon
+        (SQLite: its write-ahead log, while a reader holds it). False once erasure is complete."""
+        return False
+
     def search_expectations(self, collection_id: str, threshold: float | None = None) -> dict[str, Any]:
         """What a search of this collection at `threshold` (default: its search threshold) may be
         expected to do at its current size, from the calibration: the FPIR (share of searches for

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -192,6 +193,9 @@ class SQLiteStore(Store):
         self._table = table
         self._lock = threading.RLock()
         self._indexes: dict[str, _IndexState] = {}
+        self._closed = False
+        self._wal_pending = False
+        self._retrier: threading.Thread | None = None
         self._conn = sqlite3.connect(
             str(self.path), timeout=60.0, isolation_level=None, check_same_thread=False
         )
@@ -253,9 +257,50 @@ class SQLiteStore(Store):
 
     def _erase_traces(self) -> None:
         """After an erasure: push the WAL into the file (where secure_delete zeroed the rows) and
-        truncate it, so that no copy of a deleted page stays in the log."""
+        truncate it, so that no copy of a deleted page stays in the log.
+
+        Without waiting: a reader elsewhere (a backup, `log verify`, the sqlite3 shell) holding an
+        older snapshot keeps the WAL, and waiting for it would stall every request behind the
+        store's lock. Then a background thread tries again, briefly, until the WAL is truncated;
+        `erasure_pending` says so meanwhile."""
+        if not self._truncate_wal():
+            self._retry_truncation()
+
+    def _truncate_wal(self) -> bool:
+        """One try at the checkpoint that truncates the WAL, failing at once if a reader is in the
+        way; whether it succeeded."""
         with self._lock:
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if self._closed:
+                return True
+            self._conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.OperationalError:  # SQLITE_BUSY: another writer holds the lock
+                busy = 1
+            finally:
+                self._conn.execute("PRAGMA busy_timeout = 60000")
+            self._wal_pending = busy != 0
+            return not self._wal_pending
+
+    def _retry_truncation(self) -> None:
+        with self._lock:
+            if self._retrier is not None and self._retrier.is_alive():
+                return
+
+            def retry() -> None:
+                delay = 0.2
+                while not self._closed and not self._truncate_wal():
+                    time.sleep(delay)
+                    delay = min(5.0, delay * 2)
+
+            self._retrier = threading.Thread(target=retry, name="regard-wal-truncation", daemon=True)
+            self._retrier.start()
+
+    @property
+    def erasure_pending(self) -> bool:
+        """Whether erased rows may still be readable in the write-ahead log (a reader holds it; a
+        background thread truncates it as soon as it can)."""
+        return self._wal_pending
 
     def purge_erased(self, *, full: bool = False) -> None:
         """secure_delete already zeroes erased rows in place; VACUUM also rebuilds the file without
@@ -267,6 +312,13 @@ class SQLiteStore(Store):
 
     def close(self) -> None:
         with self._lock:
+            if self._wal_pending:  # a last try, waiting a little for the reader
+                self._conn.execute("PRAGMA busy_timeout = 2000")
+                try:
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.OperationalError:
+                    pass
+            self._closed = True
             self._conn.close()
 
     def audit_entries(
