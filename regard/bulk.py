@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from regard.errors import ConsentError, ImageError, InvalidArgumentError, NotFoundError
-from regard.image import DEFAULT_MAX_PIXELS
+from regard.image import DEFAULT_MAX_PIXELS, photo_files
 from regard.store.base import ConsentBasis, NewFace, Store, check_id
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 NO_FACE = "NO_FACE"
 NO_CONSENT = "NO_CONSENT"
 UNREADABLE = "UNREADABLE"
@@ -110,7 +109,7 @@ def people_from_folders(folder: Path) -> dict[str, list[Path]]:
     people: dict[str, list[Path]] = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
         check_id(sub.name, f"person id (folder {sub})")
-        photos = sorted(p for p in sub.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+        photos = photo_files([sub])  # broken links kept: enrolling them fails with UNREADABLE, naming them
         if photos:
             people[sub.name] = photos
     return people
@@ -235,7 +234,13 @@ def bulk_enroll(
                 progress(len(photos))
             continue
         for photo in photos:
-            image_id = f"sha256:{_sha256(photo)}"
+            try:
+                image_id = f"sha256:{_sha256(photo)}"
+            except OSError as exc:  # a broken link, a file gone or unreadable: named, not skipped
+                report.rejected.append({"photo": str(photo), "person_id": person_id, "reasons": [UNREADABLE], "error": exc.strerror or str(exc)})
+                if progress:
+                    progress(1)
+                continue
             if image_id in known:
                 report.skipped += 1
                 if progress:

@@ -31,7 +31,10 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     status = EXIT_OK
     report: list[dict[str, Any]] = []
-    for photo in args.photos:
+    from regard.image import photo_files
+
+    for path in photo_files(args.photos):  # folders too, as enroll and redact take them
+        photo = str(path)
         try:
             rgb = load_image(photo, max_pixels=args.max_pixels)
             faces = regard.detect(rgb, embed=args.embeddings, min_face=args.min_face)

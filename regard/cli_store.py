@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 EXIT_OK, EXIT_NEGATIVE, EXIT_BAD_INPUT, EXIT_TAMPERED = 0, 1, 2, 3
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
 def _out(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -33,14 +32,11 @@ def _store(args: argparse.Namespace):
     return open_store(args.store)
 
 
-def _photos(paths: list[str]) -> Iterator[Path]:
+def _photos(paths: list[str]) -> list[Path]:
     """Photos named, and photos inside folders named (recursively, sorted)."""
-    for name in paths:
-        path = Path(name)
-        if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
-        else:
-            yield path
+    from regard.image import photo_files
+
+    return photo_files(paths)
 
 
 # ---------------------------------------------------------------- collection
@@ -389,9 +385,9 @@ def _log(args: argparse.Namespace) -> int:
         _out(args, data, text)
         return EXIT_OK if report.ok else EXIT_TAMPERED
     since = parse_when(args.since, "--since", future=False) if args.since else None
-    rows = store.audit_entries(
-        collection=args.collection, action=args.action_filter, actor=args.by, since=since, limit=args.limit
-    )
+    rows = store.audit_entries(collection=args.collection, action=args.action_filter, actor=args.by, since=since)
+    if args.limit is not None:
+        rows = rows[-args.limit :] if args.limit > 0 else []  # the newest N, oldest first
     data = [
         {
             "seq": e.seq,
@@ -539,7 +535,7 @@ def add_store_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     show.add_argument("--action", dest="action_filter")
     show.add_argument("--by", help="entries by this actor")
     show.add_argument("--since", help="a date (2026-11-01, midnight UTC), a time with zone, or how long ago (7d, 12h)")
-    show.add_argument("--limit", type=int)
+    show.add_argument("--limit", type=int, help="only the newest N entries")
 
     command("sweep", "erase faces whose retention ran out or whose consent expired", _sweep)
     purge = command("purge", "rewrite the store's files without the bytes of erased faces (VACUUM)", _purge)

@@ -35,6 +35,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -52,7 +53,26 @@ and a 2 KB lossless WebP can declare 50 MP, so the service holds less than the l
 ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
 """What `load_image` reads: a file path, the encoded bytes, or a binary file object."""
 
-__all__ = ["DEFAULT_MAX_PIXELS", "SERVICE_MAX_PIXELS", "ImageSource", "image_size", "load_image"]
+PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+"""The file names taken as photos when a folder is given (detect, enroll, audit, redaction)."""
+
+
+def photo_files(paths: list[str] | list[Path]) -> list[Path]:
+    """The photos named, and those inside the folders named (at any depth, sorted). Broken
+    symbolic links are kept, so that reading them fails and says so instead of skipping them."""
+    found: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found += sorted(
+                p for p in path.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and (p.is_file() or p.is_symlink())
+            )
+        else:
+            found.append(path)
+    return found
+
+
+__all__ = ["DEFAULT_MAX_PIXELS", "PHOTO_SUFFIXES", "SERVICE_MAX_PIXELS", "photo_files", "ImageSource", "image_size", "load_image"]
 
 _SUPPORTED = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
 _SUPPORTED_TEXT = "JPEG, PNG, WebP, BMP, TIFF or GIF"

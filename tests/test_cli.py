@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from PIL import Image
 
@@ -50,6 +51,16 @@ def test_ordinary_mistakes_get_one_line_and_exit_2(fixtures, tmp_path):
         shell=True, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr
+
+
+def test_detect_takes_folders(fixtures, tmp_path):
+    folder = tmp_path / "photos" / "deeper"
+    folder.mkdir(parents=True)
+    for name in ("Tom_Cruise_avp_2014_4.jpg", "2008_002470.jpg"):
+        (folder / name).write_bytes((fixtures / name).read_bytes())
+    result = run("detect", str(tmp_path / "photos"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert [Path(r["photo"]).name for r in json.loads(result.stdout)] == ["2008_002470.jpg", "Tom_Cruise_avp_2014_4.jpg"]
 
 
 def test_detect_table_and_exit_codes(fixtures, tmp_path):

@@ -148,6 +148,9 @@ def test_search_looks_at_every_face_and_ranks_persons_by_their_best_face(tmp_pat
 
     entries = json.loads(run("log", "show", "--action", "search", "--json").stdout)
     assert len(entries) == 4  # one entry per search request
+    newest = json.loads(run("log", "show", "--limit", "2", "--json").stdout)
+    everything = json.loads(run("log", "show", "--json").stdout)
+    assert [e["seq"] for e in newest] == [e["seq"] for e in everything[-2:]]  # the newest two, oldest first
     assert len(entries[0]["details"]["queries"]) == 2 and len(entries[0]["details"]["results"]) == 2
 
 

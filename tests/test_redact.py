@@ -196,3 +196,20 @@ def test_keep_collection_leaves_only_consenting_people_visible_and_is_audited(tm
     out = load_image(tmp_path / "pair.redacted.png")
     left, right = (slice(60, 190), slice(70, 180)), (slice(60, 190), slice(320, 430))
     assert np.array_equal(out[left], pair[left]) and not np.array_equal(out[right], pair[right])
+
+
+def test_an_animated_gif_is_refused_rather_than_flattened(tmp_path, fixtures):
+    from PIL import Image
+
+    from regard.errors import ImageError
+    from regard.redact import redact_image
+
+    frame = Image.open(fixtures / "2008_002470.jpg").convert("RGB")
+    path = tmp_path / "moving.gif"
+    frame.save(path, save_all=True, append_images=[frame.transpose(Image.Transpose.FLIP_LEFT_RIGHT)] * 2, duration=100)
+    with pytest.raises(ImageError, match=r"has [23] frames"):  # GIF merges identical neighbours
+        redact_image(path, tmp_path / "out.gif")
+    assert not (tmp_path / "out.gif").exists()
+    still = tmp_path / "still.gif"
+    frame.save(still)
+    assert redact_image(still, tmp_path / "still.redacted.gif").redacted >= 1

@@ -215,3 +215,11 @@ def test_the_pixel_budget_lets_photos_in_only_while_there_is_room() -> None:
         assert budget.used == 80
     with budget.hold(10**9):  # a photo larger than the budget waits for all of it, never forever
         assert budget.used == 100
+
+
+def test_base64_with_line_breaks_as_the_base64_command_prints_it(native: httpx.Client, aws: Any) -> None:
+    wrapped = "\n".join(PORTRAIT[i : i + 76] for i in range(0, len(PORTRAIT), 76)) + "\n"
+    found = native.post("/v1/detect", json={"image": wrapped})
+    assert found.status_code == 200 and len(found.json()["faces"]) == 1
+    detected = aws("DetectFaces", json.dumps({"Image": {"Bytes": wrapped}}))
+    assert detected.status_code == 200 and len(detected.json()["FaceDetails"]) == 1

@@ -29,6 +29,7 @@ def _people_folder(root: Path) -> Path:
     shutil.copy(FIXTURES / "dogs.jpg", folder / "amber" / "dogs.jpg")
     shutil.copy(FIXTURES / "2008_002470.jpg", folder / "akhmed" / "group.jpg")
     (folder / "tony" / "notes.jpg").write_text("not a photo")
+    (folder / "tony" / "moved.jpg").symlink_to(root / "no-longer-here.jpg")  # a broken link: reported, not skipped
     return folder
 
 
@@ -50,11 +51,12 @@ def test_folder_of_people_with_consent_file_enrolls_in_batches_and_resumes(store
     assert main(args) == 1  # some photos were not enrolled
     report = json.loads(capsys.readouterr().out)
     alanis = len(list((folder / "alanis").iterdir()))
-    assert report["photos"] == GOOD_PHOTOS + 3 + alanis
+    assert report["photos"] == GOOD_PHOTOS + 4 + alanis
     assert report["enrolled"] == GOOD_PHOTOS and report["skipped_already_enrolled"] == 0
     assert report["persons_without_consent"] == ["alanis"] and report["consents_recorded"] == 4
     by_photo = {Path(r["photo"]).name: r["reasons"] for r in report["rejected_photos"]}
     assert by_photo["dogs.jpg"] == [NO_FACE] and by_photo["notes.jpg"] == [UNREADABLE]
+    assert by_photo["moved.jpg"] == [UNREADABLE]
     assert "TOO_SMALL" in by_photo["group.jpg"]
     assert report["rejected_by_reason"][NO_CONSENT] == alanis
 

@@ -24,8 +24,8 @@ from typing import Iterable, Literal
 import numpy as np
 
 from regard.errors import RegardError
+from regard.image import PHOTO_SUFFIXES
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 DEFAULT_IMPOSTOR_PAIRS = 2_000_000
 DEFAULT_SEED = 0
 

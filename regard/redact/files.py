@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from regard.errors import InvalidArgumentError
+from regard.image import PHOTO_SUFFIXES  # noqa: F401 (re-exported for redaction)
 
-PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts", ".3gp", ".ogv", ".flv", ".wmv"}
 )

@@ -118,6 +118,7 @@ def redact_image(
     """
     mode = Mode(mode)
     rgb = load_image(source, max_pixels=max_pixels)
+    _refuse_animation(source)
     name = str(source) if isinstance(source, (str, os.PathLike)) else None
     source_path = Path(source) if isinstance(source, (str, os.PathLike)) else None
     out_path = Path(output) if output is not None else None
@@ -143,6 +144,30 @@ def redact_image(
         with atomic_output(preview_path) as temporary:
             side_by_side(original, redacted, faces).save(temporary, "PNG")
     return ImageRedaction(name, out_path, redacted, faces)
+
+
+def _refuse_animation(source: ImageSource | np.ndarray) -> None:
+    """ImageError for an animated image (GIF, WebP, PNG) or a multi-page TIFF: writing its first
+    frame alone would silently drop the rest, and redacting only one frame would leak the others."""
+    if isinstance(source, np.ndarray):
+        return
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            opened = Image.open(source)
+        elif isinstance(source, (bytes, bytearray, memoryview)):
+            opened = Image.open(io.BytesIO(bytes(source)))
+        else:
+            source.seek(0)
+            opened = Image.open(source)
+    except Exception:  # load_image read it already
+        return
+    with opened:
+        frames = getattr(opened, "n_frames", 1)
+    if frames > 1:
+        raise ImageError(
+            f"{source if isinstance(source, (str, os.PathLike)) else 'the image'} has {frames} frames: redacting a "
+            "still would drop all but the first. Convert it to a video (e.g. ffmpeg -i in.gif out.mp4) and redact that"
+        )
 
 
 def _metadata(source: ImageSource | np.ndarray, keep_all: bool) -> dict[str, Any]:

@@ -117,7 +117,8 @@ async def _parse_upload(request: Request) -> Upload:
         for name, value in body.items():
             if name in PHOTO_FIELDS and isinstance(value, str):
                 try:
-                    photos[name] = base64.b64decode(value, validate=True)
+                    # Line breaks allowed, as the base64 command prints them (76 characters a line).
+                    photos[name] = base64.b64decode("".join(value.split()), validate=True)
                 except (binascii.Error, ValueError):
                     raise InvalidArgumentError(f"{name!r} is not valid base64") from None
             else:

@@ -153,7 +153,7 @@ class Call:
         if not isinstance(data, str) or not data:
             raise InvalidArgumentError(f"{name}.Bytes is required")
         try:
-            raw = base64.b64decode(data, validate=True)
+            raw = base64.b64decode("".join(data.split()), validate=True)  # line breaks allowed
         except (binascii.Error, ValueError):
             raise InvalidArgumentError(f"{name}.Bytes is not valid base64") from None
         limit = self.state.config.max_image_bytes
