@@ -218,7 +218,8 @@ def bulk_enroll(
     if consents:
         report.consents_recorded = apply_consents(store, collection_id, consents, actor=actor)
     now = datetime.now().astimezone()
-    known = {f.external_image_id for f in store.list_faces(collection_id) if f.external_image_id}
+    # Resume per person: the same photo may hold another person's face, enrolled for them.
+    known = {(f.person_id, f.external_image_id) for f in store.list_faces(collection_id) if f.external_image_id}
     tasks: list[tuple[str, str, str, int, bool, int]] = []
     for person_id, photos in people.items():
         try:
@@ -241,12 +242,12 @@ def bulk_enroll(
                 if progress:
                     progress(1)
                 continue
-            if image_id in known:
+            if (person_id, image_id) in known:
                 report.skipped += 1
                 if progress:
                     progress(1)
                 continue
-            known.add(image_id)  # the same photo twice in the folder: enrolled once
+            known.add((person_id, image_id))  # the same photo twice in a person's folder: enrolled once
             tasks.append((str(photo), person_id, image_id, collection.min_quality.rank, collection.store_thumbnails, max_pixels))
 
     pending: list[PhotoOutcome] = []

@@ -158,7 +158,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         request_timeout=args.request_timeout,
         master_key_file=Path(args.master_key) if args.master_key else None,
     )
-    serve(config, host=args.host, port=args.port, workers=args.workers, graceful_seconds=args.graceful_seconds)
+    if (args.checkpoint_key is None) != (args.checkpoint_file is None):
+        _error("--checkpoint-key and --checkpoint-file go together")
+        return EXIT_BAD_INPUT
+    checkpoints = None
+    if args.checkpoint_key:
+        from regard.service.server import Checkpointing
+
+        checkpoints = Checkpointing(Path(args.checkpoint_key), Path(args.checkpoint_file), args.checkpoint_minutes * 60)
+    serve(
+        config, host=args.host, port=args.port, workers=args.workers, graceful_seconds=args.graceful_seconds,
+        checkpoints=checkpoints,
+    )  # fmt: skip
     return EXIT_OK
 
 
@@ -210,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-pixels", type=int, default=SERVICE_MAX_PIXELS, help="largest image in pixels (default %(default)s)")
     serve.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request is abandoned (default %(default)s)")
     serve.add_argument("--graceful-seconds", type=int, default=30, help="on shutdown, time left to requests in flight (default %(default)s)")
+    serve.add_argument("--checkpoint-key", metavar="KEY", help="sign the audit log's head with this key (regard log keygen) ...")
+    serve.add_argument("--checkpoint-file", metavar="FILE", help="... and append the checkpoint to FILE (regard log verify --checkpoint)")
+    serve.add_argument("--checkpoint-minutes", type=float, default=60.0, help="how often (default %(default)s)")
     serve.set_defaults(func=_cmd_serve)
 
     from regard.cli_store import add_store_commands

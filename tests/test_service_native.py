@@ -271,3 +271,26 @@ def test_docs_page_is_self_contained(service: Service) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "/v1/collections/{collection_id}/search" in page.text and "purpose" in page.text
     assert "<script" not in page.text and "http://" not in page.text and "https://" not in page.text
+
+
+def test_serve_signs_audit_checkpoints_as_it_runs(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    key, file = tmp_path / "audit.pem", tmp_path / "audit.checkpoints"
+    assert subprocess.run([sys.executable, "-m", "regard.cli", "log", "keygen", str(key)], capture_output=True).returncode == 0
+    args = ("--checkpoint-key", str(key), "--checkpoint-file", str(file), "--checkpoint-minutes", "0.02")
+    with running_service(tmp_path / "svc", *args) as svc:
+        with httpx.Client(base_url=svc.url, headers=svc.bearer("admin"), timeout=60) as admin:
+            admin.post("/v1/collections", json={"id": "c", "purpose": "p"})
+            time.sleep(2.5)  # a checkpoint a second
+        store_url = svc.store_url
+    lines = file.read_text().splitlines()
+    assert len(lines) >= 3  # at start, while running, at shutdown
+    seqs = [json.loads(line)["seq"] for line in lines]
+    assert seqs == sorted(seqs) and seqs[-1] > seqs[0]
+    verified = subprocess.run(
+        [sys.executable, "-m", "regard.cli", "log", "verify", "--checkpoint", str(file), "--store", store_url],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -63,7 +63,8 @@ def generate_key(path: Path) -> str:
     return _public_hex(key)
 
 
-def _load_key(path: Path) -> Any:
+def load_key(path: Path) -> Any:
+    """The Ed25519 private key at `path`; InvalidArgumentError saying what is wrong."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -93,7 +94,7 @@ def sign_head(store: Any, key_path: Path) -> Checkpoint:
         raise InvalidArgumentError("the audit log does not verify: no checkpoint is signed for it (regard log verify)")
     if report.head_seq == 0:
         raise InvalidArgumentError("the audit log is empty: there is nothing to checkpoint yet")
-    key = _load_key(key_path)
+    key = load_key(key_path)
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
     unsigned = Checkpoint(report.head_seq, report.head_hash, when, _public_hex(key), "")
     return Checkpoint(unsigned.seq, unsigned.hash, unsigned.time, unsigned.public_key, key.sign(unsigned.message()).hex())

@@ -8,12 +8,18 @@ uvicorn stops accepting connections and lets requests in flight finish (up to `g
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
+import threading
+from pathlib import Path
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from regard.errors import RegardError
 from regard.service.app import ServiceConfig
+
+log = logging.getLogger("regard.service")
 
 
 class NoDelayH11Protocol(H11Protocol):
@@ -34,6 +40,50 @@ class NoDelayH11Protocol(H11Protocol):
         super().connection_made(transport)  # type: ignore[arg-type]
 
 
+class Checkpointing:
+    """Signs the audit log's head every `seconds` and appends it to a file, in a thread of the
+    serving process (the one that starts the workers), and once more at shutdown."""
+
+    def __init__(self, key: Path, file: Path, seconds: float) -> None:
+        from regard.audit import checkpoint
+
+        checkpoint.load_key(key)  # a missing or wrong key stops `serve` before it starts
+        self.key, self.file, self.seconds = key, file, max(1.0, seconds)
+        self._stop = threading.Event()
+
+    def once(self, store_url: str | None) -> None:
+        from regard.audit import checkpoint
+        from regard.store import open_store
+
+        store = open_store(store_url)
+        try:
+            signed = checkpoint.sign_head(store, self.key)
+        except RegardError as exc:  # an empty or broken log: said in the log, tried again later
+            log.warning("no audit checkpoint written: %s", exc)
+            return
+        finally:
+            store.close()
+        checkpoint.append(self.file, signed)
+        log.info("audit checkpoint: entry #%d %s -> %s", signed.seq, signed.hash, self.file)
+
+    def start(self, store_url: str | None) -> None:
+        def run() -> None:
+            while not self._stop.wait(self.seconds):
+                try:
+                    self.once(store_url)
+                except Exception:  # never take the service down; say why in its log
+                    log.exception("audit checkpoint failed")
+
+        threading.Thread(target=run, name="regard-audit-checkpoints", daemon=True).start()
+
+    def stop(self, store_url: str | None) -> None:
+        self._stop.set()
+        try:
+            self.once(store_url)
+        except Exception:
+            log.exception("audit checkpoint at shutdown failed")
+
+
 def serve(
     config: ServiceConfig,
     *,
@@ -42,10 +92,14 @@ def serve(
     workers: int = 1,
     graceful_seconds: int = 30,
     log_level: str = "info",
+    checkpoints: Checkpointing | None = None,
 ) -> None:
     import uvicorn
 
     os.environ.update(config.to_env())
+    if checkpoints is not None:
+        checkpoints.once(config.store_url)  # fail early on a bad key, and anchor the start
+        checkpoints.start(config.store_url)
     uvicorn.run(
         "regard.service.app:create_app",
         factory=True,
@@ -60,3 +114,5 @@ def serve(
         # The request body limit is enforced by the app (LimitsMiddleware) in the caller's dialect.
         limit_concurrency=None,
     )
+    if checkpoints is not None:
+        checkpoints.stop(config.store_url)
