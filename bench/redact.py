@@ -32,7 +32,6 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 

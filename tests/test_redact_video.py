@@ -4,7 +4,6 @@ follows from the pan and the photo's hand-drawn boxes."""
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 

@@ -4,7 +4,6 @@ sweep. Thin: they parse, call regard.store / regard.gallery, and format."""
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import re
@@ -12,24 +11,11 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-EXIT_OK, EXIT_NEGATIVE, EXIT_BAD_INPUT, EXIT_TAMPERED = 0, 1, 2, 3
-
-
-def _out(args: argparse.Namespace, data: Any, text: str) -> None:
-    print(json.dumps(data, indent=2, default=str) if args.json else text)
-
-
-def default_actor() -> str:
-    """$REGARD_ACTOR, else the operating-system user: who is asking, for the audit log."""
-    return os.environ.get("REGARD_ACTOR") or getpass.getuser()
-
-
-def _store(args: argparse.Namespace):
-    from regard.store import open_store
-
-    return open_store(args.store)
+from regard.cli.common import EXIT_BAD_INPUT, EXIT_NEGATIVE, EXIT_OK, EXIT_TAMPERED, add_actor_option, add_store_option
+from regard.cli.common import open_store as _store
+from regard.cli.common import out as _out
 
 
 def _photos(paths: list[str]) -> list[Path]:
@@ -437,8 +423,8 @@ def add_store_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     from regard.store import ConsentBasis
 
     store_opts = argparse.ArgumentParser(add_help=False, parents=[common])
-    store_opts.add_argument("--store", help="store URL (default $REGARD_STORE or the user's data folder)")
-    store_opts.add_argument("--actor", default=default_actor(), help="who is acting, for the audit log (default $REGARD_ACTOR or your user name)")
+    add_store_option(store_opts)
+    add_actor_option(store_opts)
 
     def command(name: str, help: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, parents=[store_opts])

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
+from regard.cli.common import EXIT_BAD_INPUT, EXIT_OK, STORE_HELP, add_actor_option, add_store_option
 
 
 def _inputs(names: list[str]) -> Iterator[tuple[Path, Path | None]]:
@@ -118,7 +118,6 @@ def _redact(args: argparse.Namespace) -> int:
 
 def add_redact_command(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add `redact` to the `regard` parser."""
-    from regard.cli_store import default_actor
     from regard.redact import DEFAULT_MIN_CONFIDENCE, DEFAULT_MIN_FACE, DEFAULT_PERSISTENCE, DEFAULT_SCALE, Mode
 
     p = sub.add_parser(
@@ -145,6 +144,6 @@ def add_redact_command(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--preview", metavar="OUT.png", help="write a before/after image with the faces outlined (one input)")
     p.add_argument("--keep-collection", metavar="C",
                    help="leave visible the faces of consenting people enrolled in collection C (each use is audited)")
-    p.add_argument("--store", help="store URL for --keep-collection (default $REGARD_STORE or the user's data folder)")
-    p.add_argument("--actor", default=default_actor(), help="who is acting, for the audit log (default $REGARD_ACTOR or your user name)")
+    add_store_option(p, "for --keep-collection: " + STORE_HELP)
+    add_actor_option(p)
     p.set_defaults(func=_redact)

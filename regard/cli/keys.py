@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from regard.cli_store import EXIT_OK, default_actor
+from regard.cli.common import EXIT_OK, add_actor_option, add_store_option
 
 ROLE_NAMES = ("detect", "enroll", "search", "admin")
 
@@ -88,10 +88,8 @@ def add_key_commands(sub: Any) -> None:
     """Add `regard keys ...` to the `regard` parser."""
     opts = argparse.ArgumentParser(add_help=False)
     opts.add_argument("--json", action="store_true", help="print JSON for machines")
-    opts.add_argument("--store", help="store URL (default $REGARD_STORE or the user's data folder)")
-    opts.add_argument(
-        "--actor", default=default_actor(), help="who is acting, for the audit log (default $REGARD_ACTOR or your user name)"
-    )
+    add_store_option(opts)
+    add_actor_option(opts)
     opts.add_argument(
         "--master-key",
         metavar="PATH",

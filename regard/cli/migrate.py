@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_TAMPERED = 0, 2, 3
+from regard.cli.common import EXIT_OK, EXIT_TAMPERED
 
 
 def _migrate(args: argparse.Namespace) -> int:

@@ -1,25 +1,13 @@
-"""The `regard` command line: detect, compare, models, and the store commands (cli_store.py).
-
-Exit codes: 0 ok; 1 no face found (detect: in some photo), no match (compare), no candidate
-(search) or nothing enrolled (enroll); 2 bad input or a refused request (unknown id, missing consent),
-with the error on stderr; 3 the audit log failed verification. JSON on stdout with --json, a table
-for people otherwise.
-"""
+"""`regard detect`, `compare` and `models`: the face pipeline without a store."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-EXIT_OK, EXIT_NO_FACE, EXIT_BAD_INPUT = 0, 1, 2
-
-
-def _error(message: str) -> None:
-    print(f"regard: {message}", file=sys.stderr)
+from regard.cli.common import EXIT_BAD_INPUT, EXIT_NO_FACE, EXIT_OK
+from regard.cli.common import error as _error
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
@@ -146,45 +134,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return status
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from regard.service.app import ServiceConfig
-    from regard.service.server import serve
-
-    config = ServiceConfig(
-        store_url=args.store,
-        region=args.region,
-        max_image_bytes=args.max_image_bytes,
-        max_pixels=args.max_pixels,
-        request_timeout=args.request_timeout,
-        master_key_file=Path(args.master_key) if args.master_key else None,
-    )
-    if (args.checkpoint_key is None) != (args.checkpoint_file is None):
-        _error("--checkpoint-key and --checkpoint-file go together")
-        return EXIT_BAD_INPUT
-    checkpoints = None
-    if args.checkpoint_key:
-        from regard.service.server import Checkpointing
-
-        checkpoints = Checkpointing(Path(args.checkpoint_key), Path(args.checkpoint_file), args.checkpoint_minutes * 60)
-    serve(
-        config, host=args.host, port=args.port, workers=args.workers, graceful_seconds=args.graceful_seconds,
-        checkpoints=checkpoints,
-    )  # fmt: skip
-    return EXIT_OK
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from regard.image import DEFAULT_MAX_PIXELS, SERVICE_MAX_PIXELS
+def add_face_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     from regard.models.detector import DEFAULT_MIN_FACE
-
-    parser = argparse.ArgumentParser(prog="regard", description="Self-hosted, accountable face recognition.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print JSON for machines")
-    common.add_argument(
-        "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images (default %(default)s)"
-    )
 
     detect = sub.add_parser("detect", parents=[common], help="find faces, with landmarks and quality")
     detect.add_argument("photos", nargs="+", metavar="PHOTO")
@@ -207,69 +158,3 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="print JSON for machines")
     models.add_argument("--card", action="store_true", help="print each model's card, with the calibration it ships with")
     models.set_defaults(func=_cmd_models)
-
-    serve = sub.add_parser("serve", help="run the HTTP service (native API and Rekognition-compatible API)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    serve.add_argument("--port", type=int, default=8080, help="port (default %(default)s)")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default %(default)s)")
-    serve.add_argument("--store", help="store URL (default: $REGARD_STORE or the user's SQLite file)")
-    serve.add_argument(
-        "--master-key", metavar="PATH", help="the master key file keys are derived from (default: $REGARD_MASTER_KEY_FILE or next to the default store)"
-    )
-    serve.add_argument("--region", default="us-east-1", help="the region SigV4 requests are signed for (default %(default)s)")
-    serve.add_argument("--max-image-bytes", type=int, default=5 * 1024 * 1024, help="largest image accepted (default %(default)s)")
-    serve.add_argument("--max-pixels", type=int, default=SERVICE_MAX_PIXELS, help="largest image in pixels (default %(default)s)")
-    serve.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request is abandoned (default %(default)s)")
-    serve.add_argument("--graceful-seconds", type=int, default=30, help="on shutdown, time left to requests in flight (default %(default)s)")
-    serve.add_argument("--checkpoint-key", metavar="KEY", help="sign the audit log's head with this key (regard log keygen) ...")
-    serve.add_argument("--checkpoint-file", metavar="FILE", help="... and append the checkpoint to FILE (regard log verify --checkpoint)")
-    serve.add_argument("--checkpoint-minutes", type=float, default=60.0, help="how often (default %(default)s)")
-    serve.set_defaults(func=_cmd_serve)
-
-    from regard.cli_store import add_store_commands
-
-    add_store_commands(sub, common)
-    from regard.cli_audit import add_audit_command
-
-    add_audit_command(sub)
-    from regard.cli_keys import add_key_commands
-
-    add_key_commands(sub)
-    from regard.cli_redact import add_redact_command
-
-    add_redact_command(sub, common)
-    from regard.cli_migrate import add_migrate_command
-
-    add_migrate_command(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from regard.errors import ImageError, NoFaceError, RegardError
-
-    try:
-        return int(args.func(args))
-    except NoFaceError as exc:
-        _error(str(exc))
-        return EXIT_NO_FACE
-    except (RegardError, ImageError) as exc:
-        _error(str(exc))
-        return EXIT_BAD_INPUT
-    except BrokenPipeError:  # `regard ... | head`: the reader left; say nothing more
-        try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python flushes stdout at exit)
-        except OSError:
-            pass
-        return EXIT_OK
-    except OSError as exc:  # a file that cannot be read or written: one line, as for bad input
-        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        _error(f"{where}{exc.strerror or exc}")
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
+from regard.cli.common import EXIT_OK, STORE_HELP, add_store_option, default_actor
 
 
 def run(args: argparse.Namespace) -> int:
@@ -153,7 +153,6 @@ def _say(args: argparse.Namespace, text: str) -> None:
 def add_audit_command(sub: Any) -> None:
     """Add `regard audit` to the `regard` parser."""
     from regard.audit.dataset import DEFAULT_IMPOSTOR_PAIRS, DEFAULT_SEED
-    from regard.cli_store import default_actor
 
     p = sub.add_parser(
         "audit",
@@ -183,7 +182,7 @@ def add_audit_command(sub: Any) -> None:
     p.add_argument("--apply-to", metavar="COLLECTION", help="set this collection's search threshold from this audit (audit-logged)")
     p.add_argument("--target-fmr", type=float, metavar="RATE", help="with --apply-to: the 1:1 false-match rate, e.g. 1e-5")
     p.add_argument("--reason", help="with --apply-to: why, for the audit log")
-    p.add_argument("--store", help="with --apply-to: store URL (default $REGARD_STORE or the user's data folder)")
+    add_store_option(p, "with --apply-to: " + STORE_HELP)
     p.add_argument("--actor", default=default_actor(), help="with --apply-to: who is acting (default $REGARD_ACTOR or your user name)")
     p.add_argument("--append-card", metavar="MODEL_CARD.md", help="append the headline figures to this model card")
     p.set_defaults(func=run)

@@ -1,0 +1,55 @@
+"""What every `regard` command shares: exit codes, the store and actor options, output, errors.
+
+Exit codes: 0 ok; 1 a negative answer (no face found, no match, no candidate, nothing enrolled);
+2 bad input or a refused request (unreadable file, unknown id, missing consent), with one line on
+stderr; 3 the audit log failed verification.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from typing import Any
+
+EXIT_OK = 0
+EXIT_NEGATIVE = 1
+EXIT_NO_FACE = EXIT_NEGATIVE  # detect, compare: the negative answer is "no face" / "no match"
+EXIT_BAD_INPUT = 2
+EXIT_TAMPERED = 3
+
+STORE_HELP = "store URL (default $REGARD_STORE or the user's data folder)"
+
+
+def error(message: str) -> None:
+    """One line on stderr, as every command reports a problem."""
+    print(f"regard: {message}", file=sys.stderr)
+
+
+def out(args: argparse.Namespace, data: Any, text: str) -> None:
+    """`data` as JSON with --json, else `text` for people."""
+    print(json.dumps(data, indent=2, default=str) if getattr(args, "json", False) else text)
+
+
+def default_actor() -> str:
+    """$REGARD_ACTOR, else the operating-system user: who is asking, for the audit log."""
+    return os.environ.get("REGARD_ACTOR") or getpass.getuser()
+
+
+def add_store_option(parser: argparse.ArgumentParser, help_text: str = STORE_HELP) -> None:
+    parser.add_argument("--store", help=help_text)
+
+
+def add_actor_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--actor", default=default_actor(), help="who is acting, for the audit log (default $REGARD_ACTOR or your user name)"
+    )
+
+
+def open_store(args: argparse.Namespace) -> Any:
+    """The store the command's --store names (or the default one)."""
+    from regard.store import open_store as open_url
+
+    return open_url(args.store)

@@ -1,0 +1,68 @@
+"""The `regard` command line: the parser of every command group, and errors mapped to exit codes
+in one place (see regard/cli/common.py for the codes). JSON on stdout with --json, text for people
+otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from regard.cli.common import EXIT_BAD_INPUT, EXIT_NO_FACE, EXIT_OK
+from regard.cli.common import error as _error
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from regard.cli.audit import add_audit_command
+    from regard.cli.faces import add_face_commands
+    from regard.cli.keys import add_key_commands
+    from regard.cli.migrate import add_migrate_command
+    from regard.cli.redact import add_redact_command
+    from regard.cli.serve import add_serve_command
+    from regard.cli.store import add_store_commands
+    from regard.image import DEFAULT_MAX_PIXELS
+
+    parser = argparse.ArgumentParser(prog="regard", description="Self-hosted, accountable face recognition.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON for machines")
+    common.add_argument(
+        "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images (default %(default)s)"
+    )
+    add_face_commands(sub, common)
+    add_serve_command(sub)
+    add_store_commands(sub, common)
+    add_audit_command(sub)
+    add_key_commands(sub)
+    add_redact_command(sub, common)
+    add_migrate_command(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from regard.errors import ImageError, NoFaceError, RegardError
+
+    try:
+        return int(args.func(args))
+    except NoFaceError as exc:
+        _error(str(exc))
+        return EXIT_NO_FACE
+    except (RegardError, ImageError) as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:  # `regard ... | head`: the reader left; say nothing more
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python flushes stdout at exit)
+        except OSError:
+            pass
+        return EXIT_OK
+    except OSError as exc:  # a file that cannot be read or written: one line, as for bad input
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        _error(f"{where}{exc.strerror or exc}")
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+

@@ -1,0 +1,59 @@
+"""`regard serve`: the HTTP service (regard/service/)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from regard.cli.common import EXIT_BAD_INPUT, EXIT_OK, STORE_HELP
+from regard.cli.common import error as _error
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from regard.service.app import ServiceConfig
+    from regard.service.server import serve
+
+    config = ServiceConfig(
+        store_url=args.store,
+        region=args.region,
+        max_image_bytes=args.max_image_bytes,
+        max_pixels=args.max_pixels,
+        request_timeout=args.request_timeout,
+        master_key_file=Path(args.master_key) if args.master_key else None,
+    )
+    if (args.checkpoint_key is None) != (args.checkpoint_file is None):
+        _error("--checkpoint-key and --checkpoint-file go together")
+        return EXIT_BAD_INPUT
+    checkpoints = None
+    if args.checkpoint_key:
+        from regard.service.server import Checkpointing
+
+        checkpoints = Checkpointing(Path(args.checkpoint_key), Path(args.checkpoint_file), args.checkpoint_minutes * 60)
+    serve(
+        config, host=args.host, port=args.port, workers=args.workers, graceful_seconds=args.graceful_seconds,
+        checkpoints=checkpoints,
+    )  # fmt: skip
+    return EXIT_OK
+
+
+def add_serve_command(sub: Any) -> None:
+    from regard.image import SERVICE_MAX_PIXELS
+
+    serve = sub.add_parser("serve", help="run the HTTP service (native API and Rekognition-compatible API)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default %(default)s)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default %(default)s)")
+    serve.add_argument("--store", help=STORE_HELP)
+    serve.add_argument(
+        "--master-key", metavar="PATH", help="the master key file keys are derived from (default: $REGARD_MASTER_KEY_FILE or next to the default store)"
+    )
+    serve.add_argument("--region", default="us-east-1", help="the region SigV4 requests are signed for (default %(default)s)")
+    serve.add_argument("--max-image-bytes", type=int, default=5 * 1024 * 1024, help="largest image accepted (default %(default)s)")
+    serve.add_argument("--max-pixels", type=int, default=SERVICE_MAX_PIXELS, help="largest image in pixels (default %(default)s)")
+    serve.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request is abandoned (default %(default)s)")
+    serve.add_argument("--graceful-seconds", type=int, default=30, help="on shutdown, time left to requests in flight (default %(default)s)")
+    serve.add_argument("--checkpoint-key", metavar="KEY", help="sign the audit log's head with this key (regard log keygen) ...")
+    serve.add_argument("--checkpoint-file", metavar="FILE", help="... and append the checkpoint to FILE (regard log verify --checkpoint)")
+    serve.add_argument("--checkpoint-minutes", type=float, default=60.0, help="how often (default %(default)s)")
+    serve.set_defaults(func=_cmd_serve)
