@@ -41,13 +41,10 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
+from regard.config import SERVICE_MAX_PIXELS  # re-exported: the service's limit
 from regard.errors import ImageError, ImageTooLargeError
 
 DEFAULT_MAX_PIXELS: int = 50_000_000
-SERVICE_MAX_PIXELS: int = 25_000_000
-"""The service's pixel limit per image (`regard serve --max-pixels`): a 24 MP camera frame passes.
-At its peak a photo takes about 28 bytes per pixel with the detector (0.7 GB for 25 MP, measured),
-and a 2 KB lossless WebP can declare 50 MP, so the service holds less than the library."""
 """Images with more pixels than this (width x height, before decoding) are refused."""
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO

@@ -8,9 +8,7 @@ stderr; 3 the audit log failed verification.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import os
 import sys
 from typing import Any
 
@@ -35,7 +33,9 @@ def out(args: argparse.Namespace, data: Any, text: str) -> None:
 
 def default_actor() -> str:
     """$REGARD_ACTOR, else the operating-system user: who is asking, for the audit log."""
-    return os.environ.get("REGARD_ACTOR") or getpass.getuser()
+    from regard import config
+
+    return config.current().default_actor
 
 
 def add_store_option(parser: argparse.ArgumentParser, help_text: str = STORE_HELP) -> None:

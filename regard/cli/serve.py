@@ -38,7 +38,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def add_serve_command(sub: Any) -> None:
-    from regard.image import SERVICE_MAX_PIXELS
+    from regard.config import SERVICE_MAX_PIXELS
 
     serve = sub.add_parser("serve", help="run the HTTP service (native API and Rekognition-compatible API)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")

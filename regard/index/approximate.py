@@ -24,7 +24,6 @@ removals and saving take the write lock.
 from __future__ import annotations
 
 import json
-import os
 import struct
 from pathlib import Path
 from typing import Any
@@ -61,10 +60,9 @@ def _faiss() -> Any:
 
 
 def _default_threads() -> int:
-    try:
-        return max(1, int(os.environ.get("REGARD_THREADS", "1")))
-    except ValueError:
-        return 1
+    from regard import config
+
+    return config.current().threads
 
 
 class _IdMap:

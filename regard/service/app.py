@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import threading
 import time
 from contextlib import asynccontextmanager, contextmanager
@@ -29,6 +28,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from regard import config
+from regard.config import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    DEFAULT_REGION,
+    DEFAULT_REQUEST_TIMEOUT,
+    SERVICE_MAX_PIXELS,
+)
 from regard.errors import (
     AlreadyExistsError,
     ConsentError,
@@ -39,7 +45,6 @@ from regard.errors import (
     NotFoundError,
     RegardError,
 )
-from regard.image import SERVICE_MAX_PIXELS
 from regard.service import jsonbody
 from regard.service.auth import Caller, Forbidden, Unauthorized
 from regard.service.keys import AuthError, KeyRing
@@ -55,25 +60,15 @@ REKOGNITION_PATH = "/"
 AWS_JSON = "application/x-amz-json-1.1"
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
-
-
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
-
-
 @dataclass(frozen=True)
 class ServiceConfig:
     """What `regard serve` was asked for. Worker processes read it back from the environment."""
 
     store_url: str | None = None  # None: $REGARD_STORE or the user's default SQLite file
-    region: str = "us-east-1"  # the region SigV4 requests must be signed for
-    max_image_bytes: int = 5 * 1024 * 1024  # Rekognition's limit for Image.Bytes
+    region: str = DEFAULT_REGION  # the region SigV4 requests must be signed for
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES  # Rekognition's limit for Image.Bytes
     max_pixels: int = SERVICE_MAX_PIXELS
-    request_timeout: float = 60.0  # seconds before a request is answered 503
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT  # seconds before a request is answered 503
     master_key_file: Path | None = None  # None: $REGARD_MASTER_KEY_FILE or the default (keys.py)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -97,14 +92,15 @@ class ServiceConfig:
 
     @classmethod
     def from_env(cls) -> ServiceConfig:
-        key_file = os.environ.get("REGARD_MASTER_KEY_FILE")
+        """The service's part of `regard.config.Settings` (worker processes are handed it there)."""
+        settings = config.current()
         return cls(
-            store_url=os.environ.get("REGARD_STORE") or None,
-            region=os.environ.get("REGARD_REGION", "us-east-1"),
-            max_image_bytes=_env_int("REGARD_MAX_IMAGE_BYTES", 5 * 1024 * 1024),
-            max_pixels=_env_int("REGARD_MAX_PIXELS", SERVICE_MAX_PIXELS),
-            request_timeout=_env_float("REGARD_REQUEST_TIMEOUT", 60.0),
-            master_key_file=Path(key_file) if key_file else None,
+            store_url=settings.store_url,
+            region=settings.region,
+            max_image_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_pixels,
+            request_timeout=settings.request_timeout,
+            master_key_file=settings.master_key_file,
         )
 
 

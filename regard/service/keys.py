@@ -65,11 +65,9 @@ _DERIVATION_LABEL = b"regard-api-key:"
 def default_master_key_path() -> Path:
     """$REGARD_MASTER_KEY_FILE, else <$XDG_DATA_HOME or ~/.local/share>/regard/master.key (next to
     the default store)."""
-    explicit = os.environ.get("REGARD_MASTER_KEY_FILE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "regard" / "master.key"
+    from regard import config
+
+    return config.current().default_master_key_file
 
 
 def new_key_id() -> str:

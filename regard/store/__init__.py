@@ -10,7 +10,6 @@ One interface (`Store`), two backends with the same behaviour: SQLite embedded, 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from regard.errors import InvalidArgumentError
@@ -49,11 +48,9 @@ __all__ = [
 
 def default_store_url() -> str:
     """$REGARD_STORE, else sqlite:///<$XDG_DATA_HOME or ~/.local/share>/regard/regard.db."""
-    explicit = os.environ.get("REGARD_STORE")
-    if explicit:
-        return explicit
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return f"sqlite:///{Path(base) / 'regard' / 'regard.db'}"
+    from regard import config
+
+    return config.current().default_store_url
 
 
 def open_store(url: str | None = None) -> Store:
