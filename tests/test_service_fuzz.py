@@ -197,7 +197,7 @@ def test_the_pixel_budget_lets_photos_in_only_while_there_is_room() -> None:
     import threading
     import time
 
-    from regard.service.app import PixelBudget, ServiceBusy
+    from regard.service.state import PixelBudget, ServiceBusy
 
     budget = PixelBudget(capacity=100, wait_seconds=0.3)
     with budget.hold(60):

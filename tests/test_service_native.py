@@ -248,7 +248,8 @@ def test_several_workers_and_graceful_shutdown(tmp_path: Path) -> None:
 def test_a_request_that_runs_too_long_is_answered_503() -> None:
     import asyncio
 
-    from regard.service.app import LimitsMiddleware, ServiceConfig
+    from regard.service.limits import LimitsMiddleware
+    from regard.service.state import ServiceConfig
 
     async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await asyncio.sleep(5)

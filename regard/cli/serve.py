@@ -11,7 +11,7 @@ from regard.cli.common import error as _error
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from regard.service.app import ServiceConfig
+    from regard.service.state import ServiceConfig
     from regard.service.server import serve
 
     config = ServiceConfig(

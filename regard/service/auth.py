@@ -18,7 +18,7 @@ from regard.service.keys import AuthError, allowed
 from regard.store.base import ApiKey, Role
 
 if TYPE_CHECKING:
-    from regard.service.app import ServiceState
+    from regard.service.state import ServiceState
 
 
 log = logging.getLogger("regard.service")

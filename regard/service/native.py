@@ -27,7 +27,7 @@ from regard.face import QualityLevel
 from regard.match import compare_embeddings
 from regard.pipeline import detect, primary_face
 from regard.service import jsonbody
-from regard.service.app import ServiceState, declared_pixels, state_of
+from regard.service.state import ServiceState, declared_pixels, state_of
 from regard.service.auth import Caller, authenticate_bearer
 from regard.store.base import ConsentBasis, Role, Store
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from regard.errors import RegardError
-from regard.service.app import ServiceConfig
+from regard.service.state import ServiceConfig
 
 log = logging.getLogger("regard.service")
 
