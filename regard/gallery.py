@@ -26,10 +26,15 @@ from regard.face import Face, QualityLevel
 from regard.image import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from regard.match import DEFAULT_FMR, score_from_distance, unit
 from regard.pipeline import detect
-from regard.store.base import Candidate, FaceRecord, NewFace, SearchQuery, Store, check_text
-
-MIN_EYE_DISTANCE = 16.0
-"""Faces with less than this many pixels between the eyes are not enrolled (TOO_SMALL)."""
+from regard.quality import MIN_EYE_DISTANCE
+from regard.store.base import (
+    Candidate,
+    FaceRecord,
+    NewFace,
+    SearchQuery,
+    Store,
+    check_text,
+)
 
 
 class Reason(str, Enum):

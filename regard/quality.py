@@ -95,3 +95,8 @@ def assess(landmarks: np.ndarray, confidence: float, chip: np.ndarray) -> Qualit
         roll=roll,
         confidence=confidence,
     )
+
+
+MIN_EYE_DISTANCE = 16.0
+"""Faces with less than this many pixels between the eyes are not enrolled (TOO_SMALL), nor kept
+visible by redaction's keep-consenting rule: too small to recognise reliably."""

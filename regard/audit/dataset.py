@@ -25,6 +25,7 @@ import numpy as np
 
 from regard.errors import RegardError
 from regard.image import PHOTO_SUFFIXES
+from regard.models.registry import EMBEDDING_SIZE
 
 DEFAULT_IMPOSTOR_PAIRS = 2_000_000
 DEFAULT_SEED = 0
@@ -289,7 +290,7 @@ def embed_photos(dataset: Dataset, *, progress: bool | None = None) -> Embedded:
     from regard.image import load_image
     from regard.pipeline import detect, primary_face
 
-    vectors = np.full((len(dataset.photos), 128), np.nan)
+    vectors = np.full((len(dataset.photos), EMBEDDING_SIZE), np.nan)
     quality: list[str | None] = [None] * len(dataset.photos)
     errors: dict[int, str] = {}
     for k in _progress(range(len(dataset.photos)), len(dataset.photos), progress):

@@ -30,7 +30,15 @@ import numpy as np
 from regard.audit import metrics, plots
 from regard.audit.dataset import Dataset, Embedded, pair_scores
 from regard.errors import RegardError
-from regard.match import _GRID, DEFAULT_FMR, ThresholdTable, calibrate, default_table, fit_search_tail, search_threshold
+from regard.match import (
+    _GRID,
+    DEFAULT_FMR,
+    ThresholdTable,
+    calibrate,
+    default_table,
+    fit_search_tail,
+    search_threshold,
+)
 
 SCHEMA_VERSION = 1
 DEFAULT_TARGETS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)

@@ -94,9 +94,8 @@ def run(args: argparse.Namespace) -> int:
 def _apply(args: argparse.Namespace, audit: Any) -> dict[str, Any]:
     """Set the collection's search threshold from this audit's table, for the target FMR."""
     from regard.audit.report import one_to_n_note
-    from regard.store import open_store
-
     from regard.errors import RegardError
+    from regard.store import open_store
 
     table = audit.table
     target = float(args.target_fmr)

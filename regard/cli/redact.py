@@ -9,7 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from regard.cli.common import EXIT_BAD_INPUT, EXIT_OK, STORE_HELP, add_actor_option, add_store_option
+from regard.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    STORE_HELP,
+    add_actor_option,
+    add_store_option,
+)
 
 
 def _inputs(names: list[str]) -> Iterator[tuple[Path, Path | None]]:
@@ -118,7 +124,13 @@ def _redact(args: argparse.Namespace) -> int:
 
 def add_redact_command(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add `redact` to the `regard` parser."""
-    from regard.redact import DEFAULT_MIN_CONFIDENCE, DEFAULT_MIN_FACE, DEFAULT_PERSISTENCE, DEFAULT_SCALE, Mode
+    from regard.redact import (
+        DEFAULT_MIN_CONFIDENCE,
+        DEFAULT_MIN_FACE,
+        DEFAULT_PERSISTENCE,
+        DEFAULT_SCALE,
+        Mode,
+    )
 
     p = sub.add_parser(
         "redact",

@@ -11,8 +11,8 @@ from regard.cli.common import error as _error
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from regard.service.state import ServiceConfig
     from regard.service.server import serve
+    from regard.service.state import ServiceConfig
 
     config = ServiceConfig(
         store_url=args.store,

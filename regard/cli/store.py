@@ -13,7 +13,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from regard.cli.common import EXIT_BAD_INPUT, EXIT_NEGATIVE, EXIT_OK, EXIT_TAMPERED, add_actor_option, add_store_option
+from regard.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_NEGATIVE,
+    EXIT_OK,
+    EXIT_TAMPERED,
+    add_actor_option,
+    add_store_option,
+)
 from regard.cli.common import open_store as _store
 from regard.cli.common import out as _out
 

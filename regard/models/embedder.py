@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from regard.errors import ModelError
-from regard.models.registry import DLIB_RESNET, cache_dir, sha256_of
+from regard.models.registry import DLIB_RESNET, EMBEDDING_SIZE, cache_dir, sha256_of
 from regard.models.runtime import new_session
 
 CONVERTER_VERSION = 1  # bump when the conversion changes, so old caches are not reused
-EMBEDDING_SIZE = 128
 CHIP_SIZE = 150
 
 

@@ -114,3 +114,10 @@ DLIB_RESNET = ModelFile(
 )
 
 ALL_MODELS: tuple[ModelFile, ...] = (CENTERFACE, DLIB_RESNET)
+
+
+EMBEDDING_SIZE = 128
+"""The width of the embedder's vectors (dlib's ResNet): stores, indexes and checks take it from here."""
+
+EMBEDDER_ID = f"{DLIB_RESNET.name}:{DLIB_RESNET.sha256[:16]}"
+"""The model a collection's vectors come from, as collections record it."""

@@ -21,10 +21,9 @@ import numpy as np
 
 from regard import align, models
 from regard.errors import NotFoundError
-from regard.gallery import MIN_EYE_DISTANCE
 from regard.match import similarity
 from regard.models.detector import Detection
-from regard.quality import assess
+from regard.quality import MIN_EYE_DISTANCE, assess
 from regard.store.base import SearchQuery, Store, check_text
 
 KEEP_PURPOSE = "redaction: keep consenting people visible"

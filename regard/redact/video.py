@@ -364,8 +364,8 @@ def _run(
         before = slot.upright.copy() if preview is not None and len(regions) + len(kept) > (best_preview[0] if best_preview else -1) else None
         redact_regions(slot.upright, regions, mode)
         if before is not None:
-            from regard.redact.image import RedactedFace
             from regard.face import Box
+            from regard.redact.image import RedactedFace
 
             faces = [RedactedFace(Box(r.left, r.top, r.right, r.bottom), r, 1.0, False) for r in regions]
             faces += [RedactedFace(Box(r.left, r.top, r.right, r.bottom), r, 1.0, True) for r in kept]

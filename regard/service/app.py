@@ -26,7 +26,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from regard.errors import RegardError
 from regard.service.errors import aws_error, classify, native_error
 from regard.service.limits import LimitsMiddleware
-from regard.service.state import REKOGNITION_PATH, ServiceBusy, ServiceConfig, ServiceState, Throttled, state_of
+from regard.service.state import (
+    REKOGNITION_PATH,
+    ServiceBusy,
+    ServiceConfig,
+    ServiceState,
+    Throttled,
+    state_of,
+)
 
 log = logging.getLogger("regard.service")
 

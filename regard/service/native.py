@@ -9,26 +9,31 @@ names). Every call needs `Authorization: Bearer KEY_ID.SECRET`.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import binascii
+import dataclasses
 import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, AsyncIterator
 
 from fastapi import APIRouter, Depends, Query, Request
-from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from regard import gallery
-from regard.errors import ImageTooLargeError, InvalidArgumentError, NoFaceError, NotFoundError
+from regard.errors import (
+    ImageTooLargeError,
+    InvalidArgumentError,
+    NoFaceError,
+    NotFoundError,
+)
 from regard.face import QualityLevel
 from regard.match import compare_embeddings
 from regard.pipeline import detect, primary_face
 from regard.service import jsonbody
-from regard.service.state import ServiceState, declared_pixels, state_of
 from regard.service.auth import Caller, authenticate_bearer
+from regard.service.state import ServiceState, declared_pixels, state_of
 from regard.store.base import ConsentBasis, Role, Store
 
 router = APIRouter(prefix="/v1")

@@ -53,11 +53,19 @@ from regard.face import LANDMARK_NAMES, Face, QualityLevel
 from regard.match import ThresholdTable, compare_embeddings
 from regard.pipeline import detect
 from regard.service import jsonbody
-from regard.service.state import AWS_JSON, ServiceState, declared_pixels, state_of
 from regard.service.auth import Caller, Unauthorized, public_reason
 from regard.service.keys import AuthError
 from regard.service.sigv4 import verify_sigv4
-from regard.store.base import ConsentBasis, FaceRecord, Role, SearchQuery, Store, check_consent, check_optional_text
+from regard.service.state import AWS_JSON, ServiceState, declared_pixels, state_of
+from regard.store.base import (
+    ConsentBasis,
+    FaceRecord,
+    Role,
+    SearchQuery,
+    Store,
+    check_consent,
+    check_optional_text,
+)
 
 router = APIRouter()
 

@@ -14,7 +14,12 @@ from typing import Iterator
 from fastapi import Request
 
 from regard import config
-from regard.config import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_REGION, DEFAULT_REQUEST_TIMEOUT, SERVICE_MAX_PIXELS
+from regard.config import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    DEFAULT_REGION,
+    DEFAULT_REQUEST_TIMEOUT,
+    SERVICE_MAX_PIXELS,
+)
 from regard.errors import RegardError
 from regard.service.auth import Caller
 from regard.service.keys import KeyRing

@@ -19,7 +19,14 @@ import numpy as np
 
 from regard.errors import ConsentError, InvalidArgumentError
 from regard.face import QualityLevel
-from regard.match import DEFAULT_FPIR, ThresholdTable, default_table, expected_fnir, expected_fpir, search_threshold
+from regard.match import (
+    DEFAULT_FPIR,
+    ThresholdTable,
+    default_table,
+    expected_fnir,
+    expected_fpir,
+    search_threshold,
+)
 
 ID_PATTERN = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
 
@@ -318,6 +325,13 @@ class SweepReport:
     details: list[dict[str, Any]]
 
 
+def resolve_threshold(table: ThresholdTable, fixed: float | None, gallery_size: int) -> float:
+    """The threshold a search uses when the caller gives none: the collection's own (`fixed`, set by
+    `regard audit --apply-to`), else the calibrated default for its size. The one place this rule
+    is written; both backends and `Store.search_threshold` call it."""
+    return fixed if fixed is not None else search_threshold(table, gallery_size)
+
+
 def require_consent(person: "Person", now: datetime) -> None:
     """ConsentError unless the person holds a consent record valid now (before enrolling faces)."""
     if person.consent is None:
@@ -352,9 +366,7 @@ class Store(ABC):
         """The threshold a search of this collection uses when the caller gives none: the one set for
         it (regard audit --apply-to), else FPIR <= 1 % at its current size."""
         collection = self.get_collection(collection_id)
-        if collection.threshold is not None:
-            return collection.threshold
-        return search_threshold(self.table, collection.face_count)
+        return resolve_threshold(self.table, collection.threshold, collection.face_count)
 
     @property
     def erasure_pending(self) -> bool:

@@ -29,8 +29,9 @@ import numpy as np
 
 from regard.errors import InvalidArgumentError, RegardError
 from regard.match import unit
+from regard.models.registry import EMBEDDING_SIZE
 from regard.store.postgres import EXACT_BELOW, FACES_INSERT, PostgresStore, insert_rows
-from regard.store.sqlite import EMBEDDING_SIZE, SQLiteStore
+from regard.store.sqlite import SQLiteStore
 
 TABLES = ("collections", "persons", "consents", "api_keys", "faces", "audit_log")
 

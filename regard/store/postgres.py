@@ -47,7 +47,9 @@ from regard.audit import pglog
 from regard.audit.log import AuditAction, AuditEntry, VerifyReport
 from regard.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from regard.face import QualityLevel
-from regard.match import ThresholdTable, score_of_distance, search_threshold, unit
+from regard.match import ThresholdTable, score_of_distance, unit
+from regard.models.registry import EMBEDDER_ID as MODEL_NAME
+from regard.models.registry import EMBEDDING_SIZE
 from regard.store.base import (
     ApiKey,
     Candidate,
@@ -64,13 +66,13 @@ from regard.store.base import (
     check_consent,
     check_id,
     check_new_collection,
-    check_search,
     check_optional_text,
+    check_search,
     check_text,
     check_threshold,
     require_consent,
+    resolve_threshold,
 )
-from regard.store.sqlite import EMBEDDING_SIZE, MODEL_NAME
 
 EXACT_BELOW = 10_000
 """Collections with fewer faces are searched exactly; larger ones through the HNSW index.
@@ -721,16 +723,6 @@ class PostgresStore(Store):
             ).fetchone()
             return row is not None
 
-    def image_ids(self, collection_id: str) -> set[str]:
-        """Every external image id in a collection (bulk enrollment skips these: resume)."""
-        with self._read() as conn:
-            self._collection_row(conn, collection_id)
-            rows = conn.execute(
-                "SELECT DISTINCT external_image_id AS x FROM faces WHERE collection_id = %s AND external_image_id IS NOT NULL",
-                (collection_id,),
-            ).fetchall()
-        return {r["x"] for r in rows}
-
     def _face_row(self, conn: psycopg.Connection[Any], collection_id: str, face_id: str, columns: str) -> dict[str, Any]:
         row = conn.execute(
             f"SELECT {columns} FROM faces WHERE collection_id = %s AND face_id = %s", (collection_id, face_id)
@@ -922,7 +914,7 @@ class PostgresStore(Store):
             self._plans[collection_id] = plan
             if threshold is None:
                 fixed = row["threshold"]
-                threshold = fixed if fixed is not None else search_threshold(self.table, size)
+                threshold = resolve_threshold(self.table, fixed, size)
             found: list[list[tuple[dict[str, Any], float]]] = []
             for cursor in sent:
                 nearest = sorted(cursor.fetchall(), key=lambda r: float(r["distance"]))

@@ -26,12 +26,20 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from regard.audit.log import AUDIT_SCHEMA, AuditAction, AuditEntry, VerifyReport, append, entries, verify
+from regard.audit.log import (
+    AUDIT_SCHEMA,
+    AuditAction,
+    AuditEntry,
+    VerifyReport,
+    append,
+    entries,
+    verify,
+)
 from regard.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from regard.face import QualityLevel
 from regard.index import VectorIndex, new_index
-from regard.match import ThresholdTable, score_of_distance, search_threshold, unit
-from regard.models.registry import DLIB_RESNET
+from regard.match import ThresholdTable, score_of_distance, unit
+from regard.models.registry import EMBEDDER_ID, EMBEDDING_SIZE
 from regard.store.base import (
     ApiKey,
     Candidate,
@@ -48,15 +56,15 @@ from regard.store.base import (
     check_consent,
     check_id,
     check_new_collection,
-    check_search,
     check_optional_text,
+    check_search,
     check_text,
     check_threshold,
     require_consent,
+    resolve_threshold,
 )
 
-EMBEDDING_SIZE = 128
-MODEL_NAME = f"{DLIB_RESNET.name}:{DLIB_RESNET.sha256[:16]}"
+MODEL_NAME = EMBEDDER_ID
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS collections (
@@ -749,7 +757,7 @@ class SQLiteStore(Store):
             if threshold is None:
                 with self._read() as conn:
                     fixed = self._collection_row(conn, collection_id)["threshold"]
-                threshold = fixed if fixed is not None else search_threshold(self.table, size)
+                threshold = resolve_threshold(self.table, fixed, size)
             vectors = np.stack([np.frombuffer(_vector_bytes(q.vector), np.float32) for q in queries]) if queries else None
             found: list[list[tuple[int, float]]] = []
             if vectors is not None and len(index):
