@@ -146,20 +146,27 @@ def redact_image(
     return ImageRedaction(name, out_path, redacted, faces)
 
 
+def _reopen(source: ImageSource | np.ndarray) -> Image.Image | None:
+    """The source opened again with Pillow (lazily: headers only), for what load_image does not
+    return (frames, metadata); None for an array or anything Pillow cannot open."""
+    if isinstance(source, np.ndarray):
+        return None
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            return Image.open(source)
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return Image.open(io.BytesIO(bytes(source)))
+        source.seek(0)
+        return Image.open(source)
+    except Exception:  # load_image read it already; what is asked of it here is best effort
+        return None
+
+
 def _refuse_animation(source: ImageSource | np.ndarray) -> None:
     """ImageError for an animated image (GIF, WebP, PNG) or a multi-page TIFF: writing its first
     frame alone would silently drop the rest, and redacting only one frame would leak the others."""
-    if isinstance(source, np.ndarray):
-        return
-    try:
-        if isinstance(source, (str, os.PathLike)):
-            opened = Image.open(source)
-        elif isinstance(source, (bytes, bytearray, memoryview)):
-            opened = Image.open(io.BytesIO(bytes(source)))
-        else:
-            source.seek(0)
-            opened = Image.open(source)
-    except Exception:  # load_image read it already
+    opened = _reopen(source)
+    if opened is None:
         return
     with opened:
         frames = getattr(opened, "n_frames", 1)
@@ -172,17 +179,8 @@ def _refuse_animation(source: ImageSource | np.ndarray) -> None:
 
 def _metadata(source: ImageSource | np.ndarray, keep_all: bool) -> dict[str, Any]:
     """What to write with the output: the ICC profile, and EXIF (orientation reset) if asked."""
-    if isinstance(source, np.ndarray):
-        return {}
-    try:
-        if isinstance(source, (str, os.PathLike)):
-            opened = Image.open(source)
-        elif isinstance(source, (bytes, bytearray, memoryview)):
-            opened = Image.open(io.BytesIO(bytes(source)))
-        else:
-            source.seek(0)
-            opened = Image.open(source)
-    except Exception:  # load_image read it already; metadata is best effort
+    opened = _reopen(source)
+    if opened is None:  # an array, or (load_image read it already) metadata is best effort
         return {}
     with opened:
         out: dict[str, Any] = {}

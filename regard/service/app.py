@@ -68,23 +68,18 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         redoc_url=None,
     )
 
-    @app.exception_handler(Throttled)
-    async def _throttled(request: Request, exc: Throttled) -> JSONResponse:
+    async def _retry_later(request: Request, exc: Throttled | ServiceBusy) -> JSONResponse:
+        """A key over its rate (429) or a process with no room for more photos (503): Retry-After."""
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
         if request.url.path == REKOGNITION_PATH:
             return aws_error(400, "ThrottlingException", str(exc), headers)
-        response = native_error(429, "rate_limited", str(exc))
+        status, kind = (429, "rate_limited") if isinstance(exc, Throttled) else (503, "busy")
+        response = native_error(status, kind, str(exc))
         response.headers.update(headers)
         return response
 
-    @app.exception_handler(ServiceBusy)
-    async def _busy(request: Request, exc: ServiceBusy) -> JSONResponse:
-        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
-        if request.url.path == REKOGNITION_PATH:
-            return aws_error(400, "ThrottlingException", str(exc), headers)
-        response = native_error(503, "busy", str(exc))
-        response.headers.update(headers)
-        return response
+    app.add_exception_handler(Throttled, _retry_later)  # type: ignore[arg-type]
+    app.add_exception_handler(ServiceBusy, _retry_later)  # type: ignore[arg-type]
 
     @app.exception_handler(RegardError)
     async def _regard_error(request: Request, exc: RegardError) -> JSONResponse:
