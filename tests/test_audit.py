@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from regard import audit
-from regard.audit import AuditAction, AuditError
-from regard.audit.log import MAX_PROBLEMS
+from regard import auditlog as audit
+from regard.auditlog import AuditAction, AuditError
+from regard.auditlog.log import MAX_PROBLEMS
 from regard.errors import RegardError
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)

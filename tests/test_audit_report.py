@@ -18,9 +18,9 @@ from sklearn.metrics import auc as sk_auc
 from sklearn.metrics import roc_auc_score, roc_curve
 
 import regard
-from regard.audit import dataset as ds
-from regard.audit import metrics
-from regard.audit.report import SCHEMA, build, render_html, validate, write
+from regard.accuracy.report import SCHEMA, build, render_html, validate, write
+from regard.accuracy import dataset as ds
+from regard.accuracy import metrics
 from regard.cli import main as cli_main
 from regard.errors import RegardError
 from regard.match import ThresholdTable, default_table, similarity
@@ -383,7 +383,7 @@ def test_models_card_prints_each_card_with_its_calibration(capsys):
 
 
 def test_one_to_n_note_grows_with_the_collection():
-    from regard.audit.report import one_to_n_note
+    from regard.accuracy.report import one_to_n_note
 
     note = one_to_n_note(default_table(), 60.0)
     fpir = [r["fpir"] for r in note["rows"]]

@@ -17,8 +17,8 @@ import pytest
 
 from regard.errors import ModelError
 from regard.models.dlib_convert import (
-    Affine,
     AddPrev,
+    Affine,
     AvgPool,
     Conv,
     FullyConnected,

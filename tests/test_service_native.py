@@ -216,8 +216,9 @@ def test_bad_input_gets_a_clear_error(service: Service, admin: httpx.Client) -> 
     assert big.status_code == 413 and big.json()["error"]["type"] == "image_too_large"
     huge_body = admin.post("/v1/detect", content=b"x" * 2_000_000, headers={"Content-Type": "application/json"})
     assert huge_body.status_code == 413
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     buffer = io.BytesIO()
     Image.new("L", (12000, 9000)).save(buffer, "PNG")  # 108 MP in a few kB

@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 import regard
-from regard.errors import AlreadyExistsError, ConsentError, InvalidArgumentError, NotFoundError
+from regard.errors import (
+    AlreadyExistsError,
+    ConsentError,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from regard.gallery import Reason, enroll, search_face, search_photo
 from regard.store import ConsentBasis, open_store
 from tests.conftest import FIXTURES, lfw

@@ -174,8 +174,7 @@ def test_postgres_large_collections_are_searched_through_the_halfvec_index(
 
     from regard.face import QualityLevel
     from regard.match import score_from_distance, unit
-    from regard.store import ConsentBasis, NewFace, SearchQuery
-    from regard.store import postgres
+    from regard.store import ConsentBasis, NewFace, SearchQuery, postgres
 
     monkeypatch.setattr(postgres, "EXACT_BELOW", 100)
     rng = np.random.default_rng(7)
@@ -236,8 +235,7 @@ def test_postgres_search_sent_ahead_on_a_stale_plan_is_sent_again(
 
     from regard.face import QualityLevel
     from regard.match import score_from_distance, unit
-    from regard.store import ConsentBasis, NewFace, SearchQuery
-    from regard.store import postgres
+    from regard.store import ConsentBasis, NewFace, SearchQuery, postgres
 
     monkeypatch.setattr(postgres, "EXACT_BELOW", 100)
     rng = np.random.default_rng(11)

@@ -184,8 +184,8 @@ def test_postgres_search_leaves_out_a_face_erased_while_it_waited_for_the_audit_
 
     import psycopg
 
-    from regard.audit import pglog
-    from regard.audit.log import AuditAction
+    from regard.auditlog import postgres as pglog
+    from regard.auditlog.log import AuditAction
     from regard.face import QualityLevel
     from regard.store import NewFace
 

@@ -1,6 +1,6 @@
 """`regard audit`: accuracy and per-group differential reports on the user's own labelled photos,
 and the threshold table (calibration) that compare and search use. Thin: it parses, calls
-regard.audit.dataset / regard.audit.report and the store, and prints.
+regard.accuracy.dataset / regard.accuracy.report and the store, and prints.
 
     regard audit photos/ --out audit/ [--groups groups.csv] [--calibrate [TABLE.json]]
     regard audit lfw/pairs.txt --images lfw/ --out audit/
@@ -20,8 +20,8 @@ from regard.cli.common import EXIT_OK, STORE_HELP, add_store_option, default_act
 
 
 def run(args: argparse.Namespace) -> int:
-    from regard.audit import dataset as ds
-    from regard.audit import report as rp
+    from regard.accuracy import dataset as ds
+    from regard.accuracy import report as rp
     from regard.errors import RegardError
 
     if (args.apply_to is None) != (args.target_fmr is None):
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _apply(args: argparse.Namespace, audit: Any) -> dict[str, Any]:
     """Set the collection's search threshold from this audit's table, for the target FMR."""
-    from regard.audit.report import one_to_n_note
+    from regard.accuracy.report import one_to_n_note
     from regard.errors import RegardError
     from regard.store import open_store
 
@@ -151,7 +151,7 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 def add_audit_command(sub: Any) -> None:
     """Add `regard audit` to the `regard` parser."""
-    from regard.audit.dataset import DEFAULT_IMPOSTOR_PAIRS, DEFAULT_SEED
+    from regard.accuracy.dataset import DEFAULT_IMPOSTOR_PAIRS, DEFAULT_SEED
 
     p = sub.add_parser(
         "audit",

@@ -117,7 +117,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
             status = EXIT_BAD_INPUT
         rows.append(row)
     if args.card:
-        from regard.audit.card import model_cards
+        from regard.models.card import model_cards
 
         print(model_cards(rows, as_json=args.json))
         return status

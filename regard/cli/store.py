@@ -337,7 +337,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _log(args: argparse.Namespace) -> int:
-    from regard.audit import checkpoint as cp
+    from regard.auditlog import checkpoint as cp
 
     if args.action == "keygen":
         public = cp.generate_key(Path(args.path))

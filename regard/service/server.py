@@ -45,14 +45,14 @@ class Checkpointing:
     serving process (the one that starts the workers), and once more at shutdown."""
 
     def __init__(self, key: Path, file: Path, seconds: float) -> None:
-        from regard.audit import checkpoint
+        from regard.auditlog import checkpoint
 
         checkpoint.load_key(key)  # a missing or wrong key stops `serve` before it starts
         self.key, self.file, self.seconds = key, file, max(1.0, seconds)
         self._stop = threading.Event()
 
     def once(self, store_url: str | None) -> None:
-        from regard.audit import checkpoint
+        from regard.auditlog import checkpoint
         from regard.store import open_store
 
         store = open_store(store_url)

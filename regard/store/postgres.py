@@ -9,7 +9,7 @@ checks, errors, audit entries and erasure. What differs is how:
   one transaction under an advisory lock (so replicas starting together do not race), and recorded
   in `regard_schema_version`.
 - Writers: every write transaction starts by locking the audit log's head row (`SELECT ... FOR
-  UPDATE`, regard/audit/pglog.py). Writers therefore queue as they do on SQLite's write lock, the
+  UPDATE`, regard/auditlog/postgres.py). Writers therefore queue as they do on SQLite's write lock, the
   audit chain stays linear whatever the number of processes, and each writer sees everything
   committed before it (READ COMMITTED), so a consent check and the insert it guards cannot
   interleave with a revocation.
@@ -43,8 +43,8 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg.rows import dict_row
 
-from regard.audit import pglog
-from regard.audit.log import AuditAction, AuditEntry, VerifyReport
+from regard.auditlog import postgres as pglog
+from regard.auditlog.log import AuditAction, AuditEntry, VerifyReport
 from regard.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from regard.face import QualityLevel
 from regard.match import ThresholdTable, score_of_distance, unit

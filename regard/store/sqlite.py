@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from regard.audit.log import (
+from regard.auditlog.log import (
     AUDIT_SCHEMA,
     AuditAction,
     AuditEntry,

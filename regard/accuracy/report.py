@@ -1,8 +1,8 @@
 """The accuracy audit: from embedded photos to a report (JSON with every number, its JSON Schema, a
 self-contained HTML page with the plots embedded) and a threshold table in `regard.match`'s format.
 
-    dataset = regard.audit.dataset.load(Path("photos/"))
-    embedded = regard.audit.dataset.embed_photos(dataset)
+    dataset = regard.accuracy.dataset.load(Path("photos/"))
+    embedded = regard.accuracy.dataset.embed_photos(dataset)
     audit = build(dataset, embedded, groups=read_groups(Path("groups.csv")))
     write(audit, Path("audit-out"))              # report.html, report.json, report.schema.json, PNGs
     audit.table                                  # a ThresholdTable, as `regard audit --calibrate` writes
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from regard.audit import metrics, plots
-from regard.audit.dataset import Dataset, Embedded, pair_scores
+from regard.accuracy import metrics, plots
+from regard.accuracy.dataset import Dataset, Embedded, pair_scores
 from regard.errors import RegardError
 from regard.match import (
     _GRID,

@@ -1,6 +1,6 @@
 """The audit report's pictures, drawn with matplotlib's Agg backend (no display needed) to PNG bytes.
 
-Each function takes numbers already computed by `regard.audit.metrics` and returns PNG bytes, so the
+Each function takes numbers already computed by `regard.accuracy.metrics` and returns PNG bytes, so the
 report can both embed them in its HTML and write them beside it.
 """
 
@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from regard.audit.metrics import Roc
+from regard.accuracy.metrics import Roc
 
 _COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 

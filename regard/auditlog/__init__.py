@@ -1,6 +1,6 @@
 """The audit trail: an append-only, hash-chained log in the face store's own database.
 
-    from regard import audit
+    from regard import auditlog as audit
     conn.execute("BEGIN IMMEDIATE")
     ...                                          # the store's own writes
     audit.append(conn, action=audit.AuditAction.SEARCH, actor="alice", collection="staff",
@@ -9,10 +9,10 @@
 
     report = audit.verify(conn)                  # report.ok, report.problems, report.head_hash
 
-See `regard.audit.log` for the hash format and what `verify` can and cannot detect.
+See `regard.auditlog.log` for the hash format and what `verify` can and cannot detect.
 """
 
-from regard.audit.log import (
+from regard.auditlog.log import (
     AUDIT_SCHEMA,
     AUDIT_SCHEMA_STATEMENTS,
     GENESIS_HASH,

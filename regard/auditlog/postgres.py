@@ -1,4 +1,4 @@
-"""The hash-chained audit log in PostgreSQL: the same entries, hashes and checks as `regard.audit.log`.
+"""The hash-chained audit log in PostgreSQL: the same entries, hashes and checks as `regard.auditlog.log`.
 
 Only the SQL differs; hashing, canonical JSON, validation and chain checking are `log.py`'s own
 (`make_entry`, `ChainChecker`), so a log copied verbatim between backends verifies on either.
@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-from regard.audit.log import (
+from regard.auditlog.log import (
     COLUMNS,
     AuditAction,
     AuditEntry,
