@@ -22,9 +22,9 @@ from PIL import Image
 
 from regard import align
 from regard.errors import InvalidArgumentError
-from regard.face import Face, QualityLevel
+from regard.face import Face, QualityLevel, box_iou
 from regard.image import DEFAULT_MAX_PIXELS, ImageSource, load_image
-from regard.match import DEFAULT_FMR, score_from_distance, unit
+from regard.match import DEFAULT_FMR, score_matrix
 from regard.pipeline import detect
 from regard.quality import MIN_EYE_DISTANCE
 from regard.store.base import (
@@ -159,7 +159,7 @@ class FaceChoice:
         left, top, width, height = self.box
         best, best_iou = None, 0.0
         for face in faces:
-            overlap = _iou((left, top, left + width, top + height), (face.box.left, face.box.top, face.box.right, face.box.bottom))
+            overlap = box_iou((left, top, left + width, top + height), (face.box.left, face.box.top, face.box.right, face.box.bottom))
             if overlap > best_iou:
                 best, best_iou = face, overlap
         if best is None or best_iou < MIN_BOX_IOU:
@@ -172,14 +172,6 @@ class FaceChoice:
 
 MIN_BOX_IOU = 0.4
 """A named box picks the detected face it overlaps by at least this intersection over union."""
-
-
-def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def choose_face(
@@ -230,10 +222,8 @@ def faces_matching_person(store: Store, collection_id: str, person_id: str, embe
     records = store.list_faces(collection_id, person_id)
     if not records or not embeddings:
         return [False] * len(embeddings)
-    known = unit(np.stack([store.face_vector(collection_id, r.face_id) for r in records])).astype(np.float64)
-    probes = unit(np.stack(embeddings)).astype(np.float64)
-    distances = np.sqrt(np.clip(2.0 - 2.0 * probes @ known.T, 0.0, None))
-    best = np.asarray(score_from_distance(distances.min(axis=1)))
+    known = np.stack([store.face_vector(collection_id, r.face_id) for r in records])
+    best = score_matrix(np.stack(embeddings), known).max(axis=1)
     threshold = store.table.threshold_for(DEFAULT_FMR)
     return [bool(s >= threshold) for s in best]
 

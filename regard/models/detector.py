@@ -142,7 +142,7 @@ class CenterFace:
         blob = np.zeros((1, 3, pad_h, pad_w), dtype=np.float32)
         blob[0, :, :height, :width] = rgb.transpose(2, 0, 1)
         heatmap, size, offset, marks = self._session.run(list(_OUTPUTS), {_INPUT: blob})
-        return _decode(heatmap[0, 0], size[0], offset[0], marks[0], min_confidence, 1.0, 1.0)
+        return _decode(heatmap[0, 0], size[0], offset[0], marks[0], min_confidence)
 
     def _detect_level(self, image: np.ndarray, sx: float, sy: float, min_confidence: float) -> list[Detection]:
         """Detections in one level of the image (tiled if needed), mapped to the original's pixels."""
@@ -196,9 +196,8 @@ def _decode(
     offset: np.ndarray,
     marks: np.ndarray,
     min_confidence: float,
-    sx: float,
-    sy: float,
 ) -> list[Detection]:
+    """Detections in the network's outputs for one image, in its pixels."""
     rows, cols = np.nonzero(heatmap > min_confidence)
     if rows.size == 0:
         return []
@@ -215,8 +214,8 @@ def _decode(
     keep = nms(boxes, scores, _NMS_IOU)
     detections = []
     for i in keep:
-        box = boxes[i] * np.array([sx, sy, sx, sy])
-        landmarks = np.stack([lm_x[i] * sx, lm_y[i] * sy], axis=1).astype(np.float32)
+        box = boxes[i]
+        landmarks = np.stack([lm_x[i], lm_y[i]], axis=1).astype(np.float32)
         detections.append(
             Detection(
                 box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),

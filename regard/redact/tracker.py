@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from regard.face import iou_matrix
 from regard.models.detector import Detection
 
 Box = tuple[float, float, float, float]
@@ -78,20 +79,6 @@ def _grown(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate([centre - half, centre + half], axis=1)
 
 
-def box_iou(a: Box | np.ndarray, b: Box | np.ndarray) -> float:
-    """Intersection over union of two boxes (left, top, right, bottom)."""
-    return float(_iou_matrix(np.asarray(a, np.float64)[None], np.asarray(b, np.float64)[None])[0, 0])
-
-
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 class Tracker:
     """Follows faces across the frames of one video. Call `update` once per frame, in order."""
 
@@ -110,7 +97,7 @@ class Tracker:
         if self._tracks and detections:
             predicted = np.array([t.predicted(frame) for t in self._tracks])
             found = np.array([d.box for d in detections], dtype=np.float64)
-            iou = _iou_matrix(_grown(predicted), _grown(found))
+            iou = iou_matrix(_grown(predicted), _grown(found))
             while iou.size and iou.max() >= _MATCH_IOU:
                 ti, di = np.unravel_index(int(np.argmax(iou)), iou.shape)
                 self._follow(self._tracks[ti], frame, detections[di])

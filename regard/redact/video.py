@@ -42,11 +42,12 @@ from typing import Any
 import numpy as np
 
 from regard.errors import RegardError
+from regard.face import box_iou
 from regard.redact.faces import DEFAULT_MIN_CONFIDENCE, DEFAULT_MIN_FACE, find_faces
 from regard.redact.files import atomic_output, check_output
 from regard.redact.keep import KeepConsenting
 from regard.redact.masks import DEFAULT_SCALE, Mode, Region, head_region, redact_regions
-from regard.redact.tracker import DEFAULT_PERSISTENCE, Track, Tracker, box_iou
+from regard.redact.tracker import DEFAULT_PERSISTENCE, Track, Tracker
 
 X264_PRESET = "veryfast"
 X264_CRF = 20

@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from regard.errors import InvalidArgumentError
+from regard.store.base import check_unicode
 
 MAX_DEPTH = 32
 """Objects and arrays nested deeper than this are refused (Regard's own bodies nest 3 deep)."""
@@ -78,6 +79,6 @@ def _check(value: Any) -> None:
 
 def _text(text: str, where: str) -> None:
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadJson(f"{where} holds text that is not valid Unicode (a lone surrogate such as \\ud800)") from None
+        check_unicode(text, where)
+    except InvalidArgumentError as exc:
+        raise BadJson(str(exc)) from None

@@ -26,7 +26,9 @@ from regard.match import (
     expected_fnir,
     expected_fpir,
     search_threshold,
+    unit,
 )
+from regard.models.registry import EMBEDDING_SIZE
 
 ID_PATTERN = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
 
@@ -325,6 +327,15 @@ class SweepReport:
     details: list[dict[str, Any]]
 
 
+def stored_vector(vector: np.ndarray) -> np.ndarray:
+    """A face's embedding as both backends store and search it: 128 finite float32 numbers, not all
+    0, scaled to length 1 (see `regard.match.unit`); InvalidArgumentError otherwise."""
+    array = np.asarray(vector, dtype=np.float32)
+    if array.shape != (EMBEDDING_SIZE,) or not np.isfinite(array).all() or not np.any(array):
+        raise InvalidArgumentError(f"an embedding is {EMBEDDING_SIZE} finite numbers, not all 0, not shape {array.shape}")
+    return unit(array)
+
+
 def resolve_threshold(table: ThresholdTable, fixed: float | None, gallery_size: int) -> float:
     """The threshold a search uses when the caller gives none: the collection's own (`fixed`, set by
     `regard audit --apply-to`), else the calibrated default for its size. The one place this rule
@@ -380,9 +391,9 @@ class Store(ABC):
         someone not enrolled that return a candidate) and the FNIR (share of searches for an
         enrolled person that miss them) with 1, 2 or 3 enrolled photos each; and the same in words."""
         collection = self.get_collection(collection_id)
-        if threshold is None:
-            threshold = self.search_threshold(collection_id)
         size = collection.face_count
+        if threshold is None:
+            threshold = resolve_threshold(self.table, collection.threshold, size)
         fpir = expected_fpir(self.table, threshold, size)
         fnir = {g: expected_fnir(self.table, threshold, g) for g in (1, 2, 3)}
         set_by = "set for this collection" if collection.threshold is not None and threshold == collection.threshold else (

@@ -47,9 +47,8 @@ from regard.auditlog import postgres as pglog
 from regard.auditlog.log import AuditAction, AuditEntry, VerifyReport
 from regard.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from regard.face import QualityLevel
-from regard.match import ThresholdTable, score_of_distance, unit
+from regard.match import ThresholdTable, score_of_distance
 from regard.models.registry import EMBEDDER_ID as MODEL_NAME
-from regard.models.registry import EMBEDDING_SIZE
 from regard.store.base import (
     ApiKey,
     Candidate,
@@ -72,6 +71,7 @@ from regard.store.base import (
     check_threshold,
     require_consent,
     resolve_threshold,
+    stored_vector,
 )
 
 EXACT_BELOW = 10_000
@@ -194,12 +194,7 @@ def _iso(when: datetime | None) -> str | None:
     return None if when is None else when.astimezone(timezone.utc).isoformat()
 
 
-def _vector(vector: np.ndarray) -> np.ndarray:
-    """A face's embedding as stored and searched: scaled to length 1 (see `regard.match.unit`)."""
-    array = np.asarray(vector, dtype=np.float32)
-    if array.shape != (EMBEDDING_SIZE,) or not np.isfinite(array).all() or not np.any(array):
-        raise InvalidArgumentError(f"an embedding is {EMBEDDING_SIZE} finite numbers, not all 0, not shape {array.shape}")
-    return unit(array)
+_vector = stored_vector  # checked, length 1: what the faces table and its index hold
 
 
 class PostgresStore(Store):

@@ -62,6 +62,7 @@ from regard.store.base import (
     check_threshold,
     require_consent,
     resolve_threshold,
+    stored_vector,
 )
 
 MODEL_NAME = EMBEDDER_ID
@@ -177,11 +178,8 @@ def _time(text: str | None) -> datetime | None:
 
 
 def _vector_bytes(vector: np.ndarray) -> bytes:
-    """A face's embedding as stored and searched: scaled to length 1 (see `regard.match.unit`)."""
-    array = np.asarray(vector, dtype=np.float32)
-    if array.shape != (EMBEDDING_SIZE,) or not np.isfinite(array).all() or not np.any(array):
-        raise InvalidArgumentError(f"an embedding is {EMBEDDING_SIZE} finite numbers, not all 0, not shape {array.shape}")
-    return unit(array).tobytes()
+    """A face's embedding as stored and searched (`store.base.stored_vector`), as bytes."""
+    return stored_vector(vector).tobytes()
 
 
 @dataclass
