@@ -154,8 +154,12 @@ def _analyse(task: tuple[str, str, str, int, bool, int]) -> PhotoOutcome:
     return analyse_photo(*task)
 
 
-def _init_worker() -> None:
-    os.environ.setdefault("REGARD_THREADS", "1")  # one process per core, one thread each
+def _init_worker(threads: int) -> None:
+    """A pool process's start: its model sessions get `threads` threads each (the pool has one
+    process per core, so the settings' default, one thread, is what scales)."""
+    from regard.models.runtime import set_threads
+
+    set_threads(threads)
 
 
 @dataclass
@@ -321,7 +325,10 @@ def _outcomes(tasks: list[tuple[str, str, str, int, bool, int]], workers: int | 
     if workers == 1 or len(tasks) < 2:
         yield from map(_analyse, tasks)
         return
+    from regard import config
+
     # spawn, not fork: model sessions and database connections are not to be shared with children.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
+    threads = config.current().threads  # $REGARD_THREADS, else 1: handed to each worker, not inherited
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
         yield from pool.map(_analyse, tasks, chunksize=4)

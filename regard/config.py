@@ -13,7 +13,7 @@
 | `REGARD_REQUEST_TIMEOUT` | seconds before a service request is answered 503 | 60 |
 
 `<data>` is `$XDG_DATA_HOME/regard`, else `~/.local/share/regard`. The CLI and `regard serve` lay
-their options over these; `regard serve` hands its settings to worker processes with `to_env()`.
+their options over these; `regard serve` hands its settings to its worker processes as arguments.
 """
 
 from __future__ import annotations

@@ -11,17 +11,22 @@ from regard.cli.common import error as _error
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from regard.service.server import serve
     from regard.service.state import ServiceConfig
 
-    config = ServiceConfig(
-        store_url=args.store,
-        region=args.region,
-        max_image_bytes=args.max_image_bytes,
-        max_pixels=args.max_pixels,
-        request_timeout=args.request_timeout,
-        master_key_file=Path(args.master_key) if args.master_key else None,
-    )
+    # The settings ($REGARD_...), with the options given laid over them: built once, here, and
+    # handed to the workers as it is.
+    given = {
+        "store_url": args.store,
+        "region": args.region,
+        "max_image_bytes": args.max_image_bytes,
+        "max_pixels": args.max_pixels,
+        "request_timeout": args.request_timeout,
+        "master_key_file": Path(args.master_key) if args.master_key else None,
+    }
+    config = replace(ServiceConfig.from_env(), **{k: v for k, v in given.items() if v is not None})
     if (args.checkpoint_key is None) != (args.checkpoint_file is None):
         _error("--checkpoint-key and --checkpoint-file go together")
         return EXIT_BAD_INPUT
@@ -38,7 +43,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def add_serve_command(sub: Any) -> None:
-    from regard.config import SERVICE_MAX_PIXELS
+    from regard.config import (
+        DEFAULT_MAX_IMAGE_BYTES,
+        DEFAULT_REGION,
+        DEFAULT_REQUEST_TIMEOUT,
+        SERVICE_MAX_PIXELS,
+    )
 
     serve = sub.add_parser("serve", help="run the HTTP service (native API and Rekognition-compatible API)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
@@ -48,10 +58,10 @@ def add_serve_command(sub: Any) -> None:
     serve.add_argument(
         "--master-key", metavar="PATH", help="the master key file keys are derived from (default: $REGARD_MASTER_KEY_FILE or next to the default store)"
     )
-    serve.add_argument("--region", default="us-east-1", help="the region SigV4 requests are signed for (default %(default)s)")
-    serve.add_argument("--max-image-bytes", type=int, default=5 * 1024 * 1024, help="largest image accepted (default %(default)s)")
-    serve.add_argument("--max-pixels", type=int, default=SERVICE_MAX_PIXELS, help="largest image in pixels (default %(default)s)")
-    serve.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request is abandoned (default %(default)s)")
+    serve.add_argument("--region", help=f"the region SigV4 requests are signed for (default: $REGARD_REGION, else {DEFAULT_REGION})")
+    serve.add_argument("--max-image-bytes", type=int, help=f"largest image accepted (default: $REGARD_MAX_IMAGE_BYTES, else {DEFAULT_MAX_IMAGE_BYTES})")
+    serve.add_argument("--max-pixels", type=int, help=f"largest image in pixels (default: $REGARD_MAX_PIXELS, else {SERVICE_MAX_PIXELS})")
+    serve.add_argument("--request-timeout", type=float, help=f"seconds before a request is abandoned (default: $REGARD_REQUEST_TIMEOUT, else {DEFAULT_REQUEST_TIMEOUT:g})")
     serve.add_argument("--graceful-seconds", type=int, default=30, help="on shutdown, time left to requests in flight (default %(default)s)")
     serve.add_argument("--checkpoint-key", metavar="KEY", help="sign the audit log's head with this key (regard log keygen) ...")
     serve.add_argument("--checkpoint-file", metavar="FILE", help="... and append the checkpoint to FILE (regard log verify --checkpoint)")

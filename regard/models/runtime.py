@@ -7,15 +7,28 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import onnxruntime as ort
 
+_threads: int | None = None  # set_threads(): this process's choice, over the settings'
+
+
+def set_threads(threads: int | None) -> None:
+    """Threads per model session for the sessions this process builds from now on (None: the
+    settings' again). A worker process is told this by whoever starts it (bulk enrollment: its
+    pool's initializer), rather than through the environment."""
+    global _threads
+    _threads = None if threads is None else max(1, int(threads))
+
 
 def default_threads() -> int:
-    """Threads per model session: $REGARD_THREADS, else 1 (one photo per core scales best)."""
+    """Threads per model session: set_threads()'s, else $REGARD_THREADS, else 1 (one photo per
+    core scales best)."""
+    if _threads is not None:
+        return _threads
     from regard import config
 
     return config.current().threads
 
 
-def new_session(model: bytes | str, num_threads: int) -> "ort.InferenceSession":
+def new_session(model: bytes | str, num_threads: int) -> ort.InferenceSession:
     """A CPU inference session with full graph optimisation and a fixed thread count."""
     import onnxruntime as ort
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -37,12 +38,12 @@ from regard.service.state import (
 
 log = logging.getLogger("regard.service")
 
-__all__ = ["create_app", "ServiceConfig"]
+__all__ = ["ServiceConfig", "create_app"]
 
 
-def create_app(config: ServiceConfig | None = None) -> FastAPI:
-    """The ASGI application. Without a config it reads the environment (as worker processes do)."""
-    config = config or ServiceConfig.from_env()
+def create_app(config: ServiceConfig) -> FastAPI:
+    """The ASGI application for this configuration (each worker process builds its own from the
+    configuration `regard serve` hands it)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -147,7 +148,7 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         try:
             state.store.list_collections()
             checks["store"] = True
-        except Exception as exc:  # a store that cannot answer makes the service not ready
+        except Exception as exc:  # noqa: BLE001 - a store that cannot answer makes the service not ready
             checks["store"] = False
             checks["store_error"] = str(exc)
         ok = bool(checks["models"] and checks["store"])

@@ -1,32 +1,56 @@
-"""`regard serve`: run the service with uvicorn, one or several worker processes.
+"""`regard serve`: run the service with uvicorn, in this process or in several worker processes.
 
-Workers are separate processes (each loads the models once and opens the store); they read the
-service settings from the environment, which `serve` fills from its options. On SIGTERM/SIGINT
-uvicorn stops accepting connections and lets requests in flight finish (up to `graceful_seconds`).
+One worker serves in this process. Several are processes that this one starts (multiprocessing,
+spawn), each handed the ServiceConfig and the listening socket as arguments: each builds the app
+from that configuration, loads the models once and opens the store. Nothing goes through the
+environment. This process watches them: a worker that dies is logged and replaced; one that could
+not start (a store it cannot open, models that do not load) stops the service, since its
+replacement would fail the same way. SIGHUP replaces the workers one at a time.
+
+On SIGTERM/SIGINT uvicorn stops accepting connections and lets requests in flight finish (up to
+`graceful_seconds`); then `serve` returns (exit status 0), after a last audit checkpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import multiprocessing
+import signal
 import socket
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from regard.errors import RegardError
 from regard.service.state import ServiceConfig
 
 log = logging.getLogger("regard.service")
+supervisor_log = logging.getLogger("uvicorn.error")  # beside uvicorn's own lines, in its format
+
+STARTUP_FAILURE = 3
+"""The exit status of a server that could not start (uvicorn's)."""
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+REPLACEMENT_SECONDS = 300.0
+"""On SIGHUP, how long a new worker may take to start (load the models) before the restart is given up."""
 
 
 class NoDelayH11Protocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol with Nagle's algorithm off on every connection.
 
-    asyncio turns TCP_NODELAY on only for sockets it recognises as TCP; the listening socket that
-    uvicorn hands to worker processes (--workers > 1) comes back without its protocol number, so
+    asyncio turns TCP_NODELAY on only for sockets it recognises as TCP; the listening socket handed
+    to worker processes (--workers > 1) may come back without its protocol number, so
     without this each response waited ~40 ms for the client's delayed ACK (measured: 44 ms per GET
     with 2 workers against 1.4 ms with 1)."""
 
@@ -84,6 +108,183 @@ class Checkpointing:
             log.exception("audit checkpoint at shutdown failed")
 
 
+@dataclass(frozen=True)
+class Uvicorn:
+    """How each server runs, in whichever process (picklable: a worker process is handed it)."""
+
+    graceful_seconds: int = 30
+    log_level: str = "info"
+
+    def config(self, app: Any, **where: Any) -> uvicorn.Config:
+        return uvicorn.Config(
+            app,
+            workers=1,  # each server is one process; `serve` starts the others itself
+            timeout_graceful_shutdown=self.graceful_seconds,
+            log_level=self.log_level,
+            proxy_headers=False,
+            http=NoDelayH11Protocol,
+            server_header=False,
+            # The request body limit is enforced by the app (LimitsMiddleware) in the caller's dialect.
+            limit_concurrency=None,
+            **where,
+        )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, saying when it has started (models loaded, listening)."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self.on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self.on_started is not None:
+            self.on_started()
+
+
+def serve_app(
+    config: ServiceConfig,
+    how: Uvicorn,
+    sockets: list[socket.socket] | None = None,
+    *,
+    on_started: Callable[[], None] | None = None,
+    **where: Any,
+) -> bool:
+    """Build the app from `config` and serve it (on `sockets`, else at `where`: host and port)
+    until SIGTERM/SIGINT. Whether the server started; one whose startup failed raises SystemExit.
+
+    uvicorn handles the signal while it serves (the graceful shutdown) and raises it again once
+    done; the handler set here takes that second one, so the process goes on to its end (exit
+    status 0, the last audit checkpoint) instead of dying of it. A signal that comes before
+    uvicorn takes over stops the server before it serves."""
+    from regard.service.app import create_app
+
+    server: _Server | None = None
+    early = threading.Event()
+
+    def on_signal(sig: int, frame: FrameType | None) -> None:
+        early.set()
+        if server is not None:
+            server.should_exit = True
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+    try:
+        server = _Server(how.config(create_app(config), **where), on_started)
+        if early.is_set():  # stopped before it served: nothing to shut down
+            return True
+        server.run(sockets=sockets)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return server.started
+
+
+def _worker(config: ServiceConfig, how: Uvicorn, sock: socket.socket, started: Event) -> None:
+    """A worker process: the service on the listening socket it was handed."""
+    if not serve_app(config, how, [sock], on_started=started.set):
+        raise SystemExit(STARTUP_FAILURE)
+
+
+@dataclass
+class _Child:
+    process: BaseProcess
+    started: Event  # set by the worker once it serves
+
+
+class Workers:
+    """`count` worker processes serving one listening socket, each handed the configuration, kept
+    at `count` until SIGTERM/SIGINT."""
+
+    def __init__(self, config: ServiceConfig, how: Uvicorn, sock: socket.socket, count: int) -> None:
+        self.config, self.how, self.sock, self.count = config, how, sock, max(1, count)
+        self._context = multiprocessing.get_context("spawn")  # nothing of this process is shared
+        self._signals: list[int] = []
+        self.children: list[_Child] = []
+
+    def start_one(self) -> _Child:
+        started = self._context.Event()
+        process = self._context.Process(
+            target=_worker, args=(self.config, self.how, self.sock, started), name="regard-worker"
+        )  # fmt: skip
+        process.start()
+        supervisor_log.info("Started worker process [%d]", process.pid)
+        return _Child(process, started)
+
+    def run(self) -> bool:
+        """Serve until SIGTERM/SIGINT, then stop the workers gracefully. False when a worker could
+        not start (the others are stopped then too)."""
+
+        def on_signal(sig: int, frame: FrameType | None) -> None:
+            self._signals.append(sig)
+
+        handled = (*STOP_SIGNALS, signal.SIGHUP)
+        previous = {sig: signal.signal(sig, on_signal) for sig in handled}
+        try:
+            self.children = [self.start_one() for _ in range(self.count)]
+            while not self._stopping():
+                wait([c.process.sentinel for c in self.children], timeout=0.5)
+                if signal.SIGHUP in self._signals:
+                    self._signals = [s for s in self._signals if s != signal.SIGHUP]
+                    self._replace_all()
+                if not self._replace_dead():
+                    return False
+            return True
+        finally:
+            self._stop(self.children)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _stopping(self) -> bool:
+        return any(sig in STOP_SIGNALS for sig in self._signals)
+
+    def _replace_dead(self) -> bool:
+        """Replace the workers that died; False when one of them could not start."""
+        for i, child in enumerate(self.children):
+            process = child.process
+            if process.is_alive() or self._stopping():
+                continue
+            process.join()
+            if process.exitcode == STARTUP_FAILURE:
+                supervisor_log.error("Worker process [%d] could not start; stopping the service", process.pid)
+                return False
+            supervisor_log.error("Worker process [%d] died (exit status %s); starting another", process.pid, process.exitcode)
+            self.children[i] = self.start_one()
+        return True
+
+    def _replace_all(self) -> None:
+        """SIGHUP: each worker in turn gives way to a new one once that one serves (the old one
+        finishes its requests in flight). A new one that does not start keeps the old ones."""
+        supervisor_log.info("Received SIGHUP, replacing the worker processes")
+        for i, old in enumerate(self.children):
+            new = self.start_one()
+            deadline = time.monotonic() + REPLACEMENT_SECONDS
+            while not new.started.wait(0.5):
+                if self._stopping() or not new.process.is_alive() or time.monotonic() > deadline:
+                    if not self._stopping():
+                        supervisor_log.error(
+                            "Worker process [%d] did not start; keeping the others", new.process.pid
+                        )  # fmt: skip
+                    self._stop([new])
+                    return
+            self.children[i] = new
+            self._stop([old])
+
+    def _stop(self, children: list[_Child]) -> None:
+        """SIGTERM, then up to the graceful time (and a little more to close the store) before SIGKILL."""
+        for child in children:
+            if child.process.is_alive():
+                child.process.terminate()
+        deadline = time.monotonic() + self.how.graceful_seconds + 10
+        for child in children:
+            process = child.process
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                supervisor_log.error("Worker process [%d] did not stop in time; killed", process.pid)
+                process.kill()
+                process.join()
+
+
 def serve(
     config: ServiceConfig,
     *,
@@ -94,25 +295,24 @@ def serve(
     log_level: str = "info",
     checkpoints: Checkpointing | None = None,
 ) -> None:
-    import uvicorn
-
-    os.environ.update(config.to_env())
+    """Serve until SIGTERM/SIGINT (see the module's docstring); SystemExit(STARTUP_FAILURE) when
+    the service could not start."""
+    how = Uvicorn(graceful_seconds=graceful_seconds, log_level=log_level)
     if checkpoints is not None:
         checkpoints.once(config.store_url)  # fail early on a bad key, and anchor the start
         checkpoints.start(config.store_url)
-    uvicorn.run(
-        "regard.service.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        timeout_graceful_shutdown=graceful_seconds,
-        log_level=log_level,
-        proxy_headers=False,
-        http="regard.service.server:NoDelayH11Protocol",
-        server_header=False,
-        # The request body limit is enforced by the app (LimitsMiddleware) in the caller's dialect.
-        limit_concurrency=None,
-    )
-    if checkpoints is not None:
-        checkpoints.stop(config.store_url)
+    try:
+        if workers <= 1:
+            started = serve_app(config, how, host=host, port=port)
+        else:
+            # Bound here, once, and handed to every worker (and to the replacement of one that dies).
+            sock = how.config(None, host=host, port=port).bind_socket()  # no app is loaded here
+            try:
+                started = Workers(config, how, sock, workers).run()
+            finally:
+                sock.close()
+    finally:
+        if checkpoints is not None:
+            checkpoints.stop(config.store_url)
+    if not started:
+        raise SystemExit(STARTUP_FAILURE)

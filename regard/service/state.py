@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from fastapi import Request
 
@@ -31,7 +31,8 @@ AWS_JSON = "application/x-amz-json-1.1"
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    """What `regard serve` was asked for. Worker processes read it back from the environment."""
+    """What `regard serve` was asked for: built once from the settings and the command's options,
+    and handed to each worker process as it starts (regard/service/server.py)."""
 
     store_url: str | None = None  # None: $REGARD_STORE or the user's default SQLite file
     region: str = DEFAULT_REGION  # the region SigV4 requests must be signed for
@@ -46,22 +47,9 @@ class ServiceConfig:
         """Two images in base64 (CompareFaces) plus room for the JSON around them."""
         return 2 * (4 * ((self.max_image_bytes + 2) // 3)) + 64 * 1024
 
-    def to_env(self) -> dict[str, str]:
-        env = {
-            "REGARD_REGION": self.region,
-            "REGARD_MAX_IMAGE_BYTES": str(self.max_image_bytes),
-            "REGARD_MAX_PIXELS": str(self.max_pixels),
-            "REGARD_REQUEST_TIMEOUT": str(self.request_timeout),
-        }
-        if self.store_url:
-            env["REGARD_STORE"] = self.store_url
-        if self.master_key_file:
-            env["REGARD_MASTER_KEY_FILE"] = str(self.master_key_file)
-        return env
-
     @classmethod
     def from_env(cls) -> ServiceConfig:
-        """The service's part of `regard.config.Settings` (worker processes are handed it there)."""
+        """The service's part of `regard.config.Settings`, which `regard serve`'s options override."""
         settings = config.current()
         return cls(
             store_url=settings.store_url,
@@ -135,7 +123,7 @@ def declared_pixels(photos: list[bytes]) -> int:
     for data in photos:
         try:
             width, height = image_size(data, max_pixels=1 << 62)
-        except Exception:  # an unreadable photo holds nothing; load_image refuses it properly
+        except Exception:  # noqa: BLE001, S112 - an unreadable photo holds nothing; load_image refuses it properly
             continue
         total += width * height
     return total
