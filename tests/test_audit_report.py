@@ -18,9 +18,11 @@ from sklearn.metrics import auc as sk_auc
 from sklearn.metrics import roc_auc_score, roc_curve
 
 import regard
-from regard.accuracy.report import SCHEMA, build, render_html, validate, write
 from regard.accuracy import dataset as ds
 from regard.accuracy import metrics
+from regard.accuracy.html import render_html
+from regard.accuracy.report import build, write
+from regard.accuracy.schema import SCHEMA, validate
 from regard.cli import main as cli_main
 from regard.errors import RegardError
 from regard.match import ThresholdTable, default_table, similarity
@@ -383,7 +385,7 @@ def test_models_card_prints_each_card_with_its_calibration(capsys):
 
 
 def test_one_to_n_note_grows_with_the_collection():
-    from regard.accuracy.report import one_to_n_note
+    from regard.accuracy.findings import one_to_n_note
 
     note = one_to_n_note(default_table(), 60.0)
     fpir = [r["fpir"] for r in note["rows"]]

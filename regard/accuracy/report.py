@@ -1,5 +1,7 @@
-"""The accuracy audit: from embedded photos to a report (JSON with every number, its JSON Schema, a
-self-contained HTML page with the plots embedded) and a threshold table in `regard.match`'s format.
+"""The accuracy audit's figures: from embedded photos to the report (a dict with every number, which
+`write` saves as JSON beside its JSON Schema and an HTML page) and a threshold table in
+`regard.match`'s format. The words are in `findings.py`, the page in `html.py`, the schema and its
+validator in `schema.py`.
 
     dataset = regard.accuracy.dataset.load(Path("photos/"))
     embedded = regard.accuracy.dataset.embed_photos(dataset)
@@ -14,14 +16,12 @@ enrol", as NIST counts them.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import html
 import json
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,9 @@ import numpy as np
 
 from regard.accuracy import metrics, plots
 from regard.accuracy.dataset import Dataset, Embedded, pair_scores
+from regard.accuracy.findings import findings
+from regard.accuracy.html import render_html
+from regard.accuracy.schema import SCHEMA, SCHEMA_VERSION, validate
 from regard.errors import RegardError
 from regard.match import (
     _GRID,
@@ -40,7 +43,6 @@ from regard.match import (
     search_threshold,
 )
 
-SCHEMA_VERSION = 1
 DEFAULT_TARGETS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 IDENTIFICATION_FPIR = 1e-2
 BOOTSTRAP_SEED = 0
@@ -133,7 +135,7 @@ def build(
     shipped_fmr = shipped.fmr_at(threshold)
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "regard_version": _regard_version(),
         "models": _models(),
         "data": {
@@ -256,7 +258,7 @@ def _verification(
                 "fmr": point.error_rate,
                 "false_matches": point.errors,
                 "impostor_pairs": point.trials,
-                "allowed_false_matches": int(math.floor(target * point.trials)),
+                "allowed_false_matches": math.floor(target * point.trials),
                 "few_errors": point.few_errors,
             }
         )
@@ -323,7 +325,7 @@ def _groups(
     person_index = {p: k for k, p in enumerate(names)}
     photo_person = np.array([person_index[p] for p in dataset.persons], dtype=np.int64)
     pa, pb = photo_person[dataset.pairs.a], photo_person[dataset.pairs.b]
-    group_names = sorted(set(groups[p] for p in in_data if p in groups))
+    group_names = sorted({groups[p] for p in in_data if p in groups})
     weights = metrics.person_weights(
         [np.array([person_index[p] for p in names if groups.get(p) == g]) for g in group_names],
         len(names),
@@ -490,131 +492,6 @@ def _models() -> list[dict[str, Any]]:
     return out
 
 
-# ---------------------------------------------------------------- plain-language findings
-
-
-def one_in(rate: float) -> str:
-    """'1 in 1,230' for people to read."""
-    if rate <= 0:
-        return "none"
-    n = 1 / rate
-    return f"1 in {n:,.0f}" if n >= 10 else f"1 in {n:.1f}"
-
-
-def _false_match_sentence(errors: int, trials: int, ci: list[float | None] | None, who: str, over: str = "") -> str:
-    """'about 1 in N comparisons of different people <who> is a false match (...)'."""
-    lo, hi = ci if ci else (None, None)
-    bound = f"95 % upper bound{over}: {one_in(hi)}" if hi else "no interval"
-    if errors == 0:
-        return f"none of the {trials:,} comparisons of different people {who} was a false match ({bound})"
-    if lo and hi:
-        interval = f"95 % interval{over} {one_in(hi)} to {one_in(lo)}"
-    elif hi:
-        interval = bound
-    else:
-        interval = "no interval"
-    return (
-        f"about {one_in(errors / trials)} comparisons of different people {who} is a false match "
-        f"({errors:,} of {trials:,}; {interval})"
-    )
-
-
-def findings(report: dict[str, Any]) -> list[str]:
-    """Plain-language sentences for the top of the report."""
-    out = []
-    v, t = report["verification"], report["threshold"]
-    at = v["at_threshold"]
-    out.append(
-        f"At the threshold {t['score']:.1f}, "
-        f"{_false_match_sentence(at['false_matches'], at['impostor_pairs'], at['fmr_ci'], 'in ' + report['data']['name'])}; "
-        f"{at['false_non_matches']:,} of {at['genuine_pairs']:,} comparisons of the same person "
-        f"({100 * at['fnmr']:.1f} %) are missed."
-    )
-    shipped = t["shipped_fmr"]
-    if at["fmr_ci"] and shipped < at["fmr_ci"][0]:
-        out.append(
-            f"That false-match rate is higher than the shipped table's {shipped:.2g} at this threshold: "
-            "calibrate on this data (--calibrate) and set a stricter threshold (--apply-to)."
-        )
-    elif at["fmr_ci"] and shipped > at["fmr_ci"][1]:
-        out.append(f"That false-match rate is lower than the shipped table's {shipped:.2g} at this threshold.")
-    else:
-        out.append(f"The shipped table's false-match rate at this threshold ({shipped:.2g}) is within this measurement's interval.")
-    rows = {r["target_fmr"]: r for r in v["tar_at_fmr"]}
-    if 1e-3 in rows:
-        out.append(f"Equal error rate {100 * v['eer']:.2f} %; at FMR 1e-3 (threshold {rows[1e-3]['threshold']:.1f}) {100 * rows[1e-3]['tar']:.1f} % of same-person pairs match.")
-    else:
-        out.append(f"Equal error rate {100 * v['eer']:.2f} %.")
-    e = report["enrolment"]
-    out.append(
-        f"{e['no_face']} of {e['photos']} photos gave no face and {e['low_quality']} only a LOW-quality face "
-        f"(failure to enrol: {100 * e['fte_rate']:.1f} %)."
-    )
-    g = report["groups"]
-    if g:
-        for r in g["rows"]:
-            if r["fmr"] is None:
-                out.append(f"Group {r['group']}: the false-match rate cannot be measured ({r['impostor_pairs']} different-person pairs within it).")
-                continue
-            out.append(
-                f"Group {r['group']}: at this threshold, "
-                f"{_false_match_sentence(r['false_matches'], r['impostor_pairs'], r['fmr_ci_persons'], 'in the group', ' over persons')}."
-            )
-        worst = max((r for r in g["rows"] if r["fmr_ratio"] is not None), key=lambda r: r["fmr_ratio"], default=None)
-        if worst is not None and worst["group"] != g["best_fmr_group"]:
-            lo, hi = worst["fmr_ratio_ci"] or [None, None]
-            verdict = (
-                "a difference this data supports" if lo is not None and lo > 1 else "not distinguishable from no difference on this data"
-            )
-            lo_text = f"{lo:.2g}" if lo is not None else "?"
-            hi_text = f"{hi:.2g}" if hi is not None else "unbounded"
-            out.append(
-                f"The highest group FMR, {worst['group']}'s, is {worst['fmr_ratio']:.2g} times the lowest "
-                f"({g['best_fmr_group']}'s); 95 % interval over persons {lo_text} to {hi_text}: {verdict}."
-            )
-        elif g["best_fmr_group"] is not None and all(r["false_matches"] == 0 for r in g["rows"] if r["fmr"] is not None):
-            out.append("No group had a false match at this threshold: the FMR ratios between groups cannot be measured.")
-    ident = report["identification"]
-    if ident:
-        text = f"1:N with {ident['gallery']:,} persons enrolled: rank-1 rate {100 * ident['rank1']:.1f} % over {ident['mated_searches']:,} searches"
-        if ident["at_fpir"]:
-            a = ident["at_fpir"]
-            text += f"; at FPIR {a['target_fpir']:g} (threshold {a['threshold']:.1f}) {100 * a['fnir']:.1f} % of enrolled people are missed (FNIR)"
-        out.append(text + ".")
-    return out
-
-
-# ---------------------------------------------------------------- the 1:N meaning of an applied threshold
-
-
-def one_to_n_note(table: ThresholdTable, threshold: float, sizes: tuple[int, ...] = (10, 100, 1_000, 10_000, 100_000)) -> dict[str, Any]:
-    """What a fixed 1:1 threshold means in collections of several sizes: a search for someone not
-    enrolled meets N faces, so its chance of any false candidate (FPIR) is about 1 - (1 - FMR)^N."""
-    try:
-        fmr = table.fmr_estimate(threshold)
-    except RegardError:  # too few false matches to model the tail: the measured value
-        fmr = table.fmr_at(threshold)
-    rows = []
-    for n in sizes:
-        try:
-            default: float | None = search_threshold(table, n)
-        except RegardError:
-            default = None
-        rows.append({"faces": n, "fpir": 1 - (1 - fmr) ** n, "default_threshold": default})
-    return {
-        "threshold": threshold,
-        "fmr": fmr,
-        "rows": rows,
-        "text": (
-            f"The threshold {threshold:.1f} holds a 1:1 false-match rate of about {fmr:.2g}. A 1:N search "
-            "compares the probe with every face in the collection, so for someone not enrolled the chance "
-            "of at least one false candidate grows with the collection's size N, about N x FMR while that "
-            "is small. Without an applied threshold Regard raises its search threshold with N instead, to "
-            "keep that chance at 1 %."
-        ),
-    }
-
-
 # ---------------------------------------------------------------- writing
 
 
@@ -637,500 +514,3 @@ def write(audit: Audit, out: Path) -> dict[str, Path]:
         paths[name] = out / name
     paths["html"].write_text(render_html(audit.report, audit.pictures))
     return paths
-
-
-def model_card_section(report: dict[str, Any]) -> str:
-    """A Markdown section with the audit's headline figures, to append to a model card."""
-    v, d = report["verification"], report["data"]
-    lines = [
-        f"## Audit: {d['name']} ({report['generated_at'][:10]})",
-        "",
-        f"`regard audit` on {d['photos']:,} photos of {d['persons']:,} people: {v['genuine_pairs']:,} same-person "
-        f"and {v['impostor_pairs']:,} different-person pairs (Regard {report['regard_version']}).",
-        "",
-        "| target FMR | threshold | FMR | TAR | false matches / pairs |",
-        "|---|---|---|---|---|",
-    ]
-    for r in v["tar_at_fmr"]:
-        few = " (few)" if r["few_errors"] else ""
-        lines.append(f"| {r['target_fmr']:g} | {r['threshold']:.1f} | {r['fmr']:.2e} | {100 * r['tar']:.1f} % | {r['false_matches']} / {r['impostor_pairs']:,}{few} |")
-    lines += ["", f"EER {100 * v['eer']:.2f} %, AUC {v['auc']:.5f}.", ""]
-    lines += [f"- {f}" for f in report["findings"]]
-    return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------- HTML
-
-
-_CSS = """
-body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; max-width: 60rem;
-       margin: 2rem auto; padding: 0 1rem; }
-h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; border-bottom: 1px solid #ccc;
-     margin-top: 2rem; } .sub { color: #555; margin-top: 0; }
-table { border-collapse: collapse; margin: .6rem 0; font-size: .9rem; }
-th, td { border: 1px solid #ccc; padding: .25rem .5rem; text-align: right; } th { background: #f3f3f3; }
-td.l, th.l { text-align: left; }
-.findings li { margin: .3rem 0; } .warn { background: #fff4e0; border-left: 4px solid #e69500;
-     padding: .4rem .8rem; } .note { color: #444; font-size: .9rem; }
-figure { margin: 1rem 0; display: inline-block; width: 48%; vertical-align: top; }
-figure.wide { width: 98%; } img { max-width: 100%; } figcaption { font-size: .85rem; color: #444; }
-@media print { body { margin: 0; max-width: none; } figure { page-break-inside: avoid; }
-               h2 { page-break-after: avoid; } }
-"""
-
-
-def _e(x: Any) -> str:
-    return html.escape(str(x))
-
-
-def _fmt(x: float | None, spec: str = ".3g") -> str:
-    return "–" if x is None else format(x, spec)
-
-
-def _ci(ci: list[float | None] | None, spec: str = ".2g") -> str:
-    if not ci:
-        return "–"
-    lo, hi = ci
-    return f"{_fmt(lo, spec)} – {'∞' if hi is None else _fmt(hi, spec)}"
-
-
-def _img(pictures: dict[str, bytes], name: str, alt: str, caption: str, wide: bool = False) -> str:
-    if name not in pictures:
-        return ""
-    data = base64.b64encode(pictures[name]).decode("ascii")
-    cls = ' class="wide"' if wide else ""
-    return (
-        f'<figure{cls}><img src="data:image/png;base64,{data}" alt="{_e(alt)}" data-name="{_e(name)}">'
-        f"<figcaption>{_e(caption)}</figcaption></figure>"
-    )
-
-
-def render_html(report: dict[str, Any], pictures: dict[str, bytes]) -> str:
-    """The report as one self-contained HTML page: no scripts, no external files, printable."""
-    d, t, v, e = report["data"], report["threshold"], report["verification"], report["enrolment"]
-    at = v["at_threshold"]
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>Regard accuracy audit: {_e(d['name'])}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>Accuracy audit: {_e(d['name'])}</h1>",
-        f'<p class="sub">Regard {_e(report["regard_version"])} · {_e(report["generated_at"])} · '
-        f"threshold {t['score']:.1f} ({_e(t['source'])})</p>",
-        "<h2>Findings</h2><ul class='findings'>",
-        *[f"<li>{_e(f)}</li>" for f in report["findings"]],
-        "</ul>",
-    ]
-    if report["warnings"]:
-        parts.append("<div class='warn'><strong>Warnings</strong><ul>")
-        parts += [f"<li>{_e(w)}</li>" for w in report["warnings"]]
-        parts.append("</ul></div>")
-
-    parts.append("<h2>Data and models</h2><table>")
-    sampling = "none (every pair)" if d["sampling_seed"] is None else f"random, seed {d['sampling_seed']}"
-    for label, value in (
-        ("data", d["name"]),
-        ("layout", "LFW-style pairs file" if d["kind"] == "pairs" else "person folders"),
-        ("folder", d["root"]),
-        ("photos / persons", f"{d['photos']:,} / {d['persons']:,}"),
-        ("same-person pairs (used / available)", f"{d['genuine_pairs']:,} / {d['genuine_pairs_available']:,}"),
-        ("different-person pairs (used / available)", f"{d['impostor_pairs']:,} / {d['impostor_pairs_available']:,}"),
-        ("sampling", sampling),
-        ("shipped threshold table", t["shipped_table"]),
-    ):
-        parts.append(f"<tr><th class='l'>{_e(label)}</th><td class='l'>{_e(value)}</td></tr>")
-    for m in report["models"]:
-        parts.append(
-            f"<tr><th class='l'>model {_e(m['name'])}</th><td class='l'>{_e(m['package'])} "
-            f"{_e(m['package_version'] or '')} · sha256 {_e(m['sha256'][:16])}… · {_e(m['license'])}</td></tr>"
-        )
-    parts.append("</table>")
-
-    parts.append("<h2>Verification (1:1)</h2>")
-    parts.append(
-        f"<p>{v['genuine_pairs']:,} same-person and {v['impostor_pairs']:,} different-person pairs with a face "
-        f"in both photos. EER {100 * v['eer']:.2f} % (at score {v['eer_threshold']:.1f}); area under the ROC "
-        f"{v['auc']:.5f}.</p>"
-    )
-    parts.append(
-        "<table><tr><th>at threshold</th><th>rate</th><th>95 % interval</th><th>errors / pairs</th><th>in words</th></tr>"
-        f"<tr><th class='l'>FMR {at['threshold']:.1f}</th><td>{_fmt(at['fmr'], '.3g')}</td><td>{_ci(at['fmr_ci'])}</td>"
-        f"<td>{at['false_matches']:,} / {at['impostor_pairs']:,}</td><td class='l'>{one_in(at['fmr'])}</td></tr>"
-        f"<tr><th class='l'>FNMR {at['threshold']:.1f}</th><td>{_fmt(at['fnmr'], '.3g')}</td><td>{_ci(at['fnmr_ci'])}</td>"
-        f"<td>{at['false_non_matches']:,} / {at['genuine_pairs']:,}</td><td class='l'>{one_in(at['fnmr'])}</td></tr>"
-        f"<tr><th class='l'>FNMR with failures to enrol</th><td>{_fmt(at['fnmr_with_fte'], '.3g')}</td><td>–</td>"
-        f"<td>+{v['genuine_pairs_without_face']:,} pairs without a face</td><td></td></tr></table>"
-    )
-    parts.append(
-        "<table><tr><th>target FMR</th><th>threshold</th><th>measured FMR</th><th>TAR</th><th>FNMR</th>"
-        "<th>false matches / pairs</th><th>note</th></tr>"
-    )
-    for r in v["tar_at_fmr"]:
-        note = f"fewer than 20 false matches allowed ({r['allowed_false_matches']}): rough" if r["few_errors"] else ""
-        parts.append(
-            f"<tr><td>{r['target_fmr']:g}</td><td>{_fmt(r['threshold'], '.1f')}</td><td>{r['fmr']:.2e}</td>"
-            f"<td>{100 * r['tar']:.2f} %</td><td>{100 * r['fnmr']:.2f} %</td>"
-            f"<td>{r['false_matches']:,} / {r['impostor_pairs']:,}</td><td class='l'>{_e(note)}</td></tr>"
-        )
-    for target in v["unmeasurable_fmr_targets"]:
-        parts.append(
-            f"<tr><td>{target:g}</td><td colspan='5'>not measurable: needs at least {1 / target:,.0f} different-person pairs</td><td></td></tr>"
-        )
-    parts.append("</table>")
-    parts.append(_img(pictures, "roc.png", "ROC curve", "TAR against FMR over every pair (log scale)."))
-    parts.append(_img(pictures, "det.png", "DET curve", "FNMR against FMR, log scales."))
-    parts.append(_img(pictures, "scores.png", "Score distributions", "Scores of same-person and different-person pairs; dashed: the threshold.", wide=True))
-
-    parts.append("<h2>Failure to enrol</h2>")
-    parts.append(
-        f"<p>{e['no_face']} of {e['photos']:,} photos gave no face ({e['unreadable']} could not be read), "
-        f"{e['low_quality']} only a LOW-quality main face: failure-to-enrol rate {100 * e['fte_rate']:.2f} %. "
-        f"<span class='note'>{_e(e['rule'])}.</span></p>"
-    )
-    if e["no_face_examples"]:
-        parts.append(f"<p class='note'>No face: {_e(', '.join(e['no_face_examples']))}</p>")
-
-    ident = report["identification"]
-    if ident:
-        parts.append("<h2>Identification (1:N)</h2>")
-        parts.append(f"<p class='note'>{_e(ident['split'])}.</p><table><tr><th>figure</th><th>value</th></tr>")
-        parts.append(f"<tr><th class='l'>gallery (persons enrolled)</th><td>{ident['gallery']:,}</td></tr>")
-        parts.append(f"<tr><th class='l'>mated / non-mated searches</th><td>{ident['mated_searches']:,} / {ident['non_mated_searches']:,}</td></tr>")
-        parts.append(f"<tr><th class='l'>rank-1 rate (no threshold)</th><td>{_fmt(ident['rank1'] and 100 * ident['rank1'], '.2f')} %</td></tr>")
-        if ident["at_fpir"]:
-            a = ident["at_fpir"]
-            parts.append(
-                f"<tr><th class='l'>FNIR at FPIR {a['target_fpir']:g} (threshold {a['threshold']:.1f})</th>"
-                f"<td>{100 * a['fnir']:.2f} %</td></tr>"
-            )
-        for key, label in (("at_default_search_threshold", "Regard's default search threshold for this gallery"), ("at_threshold", "the audit's threshold")):
-            x = ident[key]
-            parts.append(
-                f"<tr><th class='l'>at {_e(label)} ({x['threshold']:.1f}): FPIR / FNIR</th>"
-                f"<td>{_fmt(x['fpir'], '.3g')} / {_fmt(x['fnir'], '.3g')}</td></tr>"
-            )
-        parts.append("</table>")
-
-    g = report["groups"]
-    if g:
-        parts.append("<h2>Groups</h2>")
-        parts.append(f"<p><strong>{_e(g['note'])}</strong> Groups file: {_e(g['source'] or '')}.</p>")
-        parts.append(
-            "<table><tr><th class='l'>group</th><th>persons</th><th>photos</th><th>FMR</th><th>95 % (pairs)</th>"
-            "<th>95 % (persons)</th><th>false matches / pairs</th><th>FMR ratio to best</th><th>95 % (persons)</th><th>FNMR</th>"
-            "<th>95 % (persons)</th><th>misses / pairs</th><th>EER</th></tr>"
-        )
-        for r in g["rows"]:
-            parts.append(
-                f"<tr><td class='l'>{_e(r['group'])}</td><td>{r['persons']:,}</td><td>{r['photos']:,}</td>"
-                f"<td>{_fmt(r['fmr'])}</td><td>{_ci(r['fmr_ci'])}</td><td>{_ci(r['fmr_ci_persons'])}</td>"
-                f"<td>{r['false_matches']:,} / {r['impostor_pairs']:,}</td>"
-                f"<td>{_fmt(r['fmr_ratio'], '.2f')}</td><td>{_ci(r['fmr_ratio_ci'])}</td>"
-                f"<td>{_fmt(r['fnmr'])}</td><td>{_ci(r['fnmr_ci_persons'])}</td><td>{r['false_non_matches']:,} / {r['genuine_pairs']:,}</td>"
-                f"<td>{_fmt(r['eer'] and 100 * r['eer'], '.2f')}{' %' if r['eer'] is not None else ''}</td></tr>"
-            )
-        c = g["cross_group"]
-        parts.append(
-            f"<tr><td class='l'>across groups</td><td></td><td></td><td>{_fmt(c['fmr'])}</td><td>{_ci(c['fmr_ci'])}</td>"
-            f"<td></td><td>{c['false_matches']:,} / {c['impostor_pairs']:,}</td><td colspan='6'></td></tr></table>"
-        )
-        parts.append(
-            "<p class='note'>A group's FMR counts different-person pairs within the group (as NIST does); the "
-            "ratio is to the group with the lowest measurable rate. Read a ratio only with its interval over "
-            f"persons ({metrics.BOOTSTRAP_REPLICATES} bootstrap draws): an interval that contains 1 means the data "
-            "cannot tell the groups apart. The 'pairs' interval treats every pair as independent and is too narrow "
-            "when a few people make most of the errors.</p>"
-        )
-        parts.append(_img(pictures, "groups.png", "Per-group FMR and FNMR", "Per-group FMR and FNMR at the threshold with 95 % intervals over persons (bootstrap; log scale).", wide=True))
-
-    cal = report["calibration"]
-    parts.append("<h2>Calibration on this data</h2>")
-    parts.append(f"<p>{_e(cal['source'])}. {('Written to ' + _e(cal['path'])) if cal['path'] else 'Not written (use --calibrate).'}</p>")
-    parts.append("<table><tr><th>target FMR</th><th>threshold</th><th>FMR</th><th>FNMR</th></tr>")
-    for r in cal["summary"]:
-        parts.append(f"<tr><td>{r['target_fmr']:g}</td><td>{r['threshold']:.1f}</td><td>{r['fmr']:.2e}</td><td>{r['fnmr']:.3f}</td></tr>")
-    parts.append("</table>")
-
-    applied = report["applied"]
-    if applied:
-        parts.append("<h2>Threshold applied to a collection</h2>")
-        parts.append(
-            f"<p>Collection <strong>{_e(applied['collection'])}</strong> ({applied['collection_faces']:,} faces): threshold "
-            f"{applied['threshold']:.1f} for a 1:1 FMR of {applied['target_fmr']:g} "
-            f"({_e(applied['basis'])}), set by "
-            f"{_e(applied['actor'])} and written to the audit log.</p>"
-        )
-        note = applied["one_to_n"]
-        parts.append(f"<p>{_e(note['text'])}</p><table><tr><th>faces N</th><th>chance of a false candidate (FPIR)</th><th>default threshold for N</th></tr>")
-        for r in note["rows"]:
-            parts.append(f"<tr><td>{r['faces']:,}</td><td>{r['fpir']:.2g}</td><td>{_fmt(r['default_threshold'], '.1f')}</td></tr>")
-        parts.append("</table>")
-
-    parts.append("<h2>Notes</h2>")
-    parts += [f"<p class='note'>{_e(n)}</p>" for n in report["notes"]]
-    timing = report["timing"]
-    parts.append(
-        f"<p class='note'>Embedding took {_fmt(timing['embedding_seconds'], '.1f')} s, the figures "
-        f"{_fmt(timing['metrics_seconds'], '.1f')} s. Every number is in report.json (schema: report.schema.json).</p>"
-    )
-    parts.append("</body></html>\n")
-    return "\n".join(p for p in parts if p)
-
-
-# ---------------------------------------------------------------- schema and a small validator
-
-
-def _n(nullable: bool = False, minimum: float | None = None, maximum: float | None = None) -> dict[str, Any]:
-    s: dict[str, Any] = {"type": ["number", "null"] if nullable else "number"}
-    if minimum is not None:
-        s["minimum"] = minimum
-    if maximum is not None:
-        s["maximum"] = maximum
-    return s
-
-
-_RATE = _n(True, 0, 1)
-_COUNT = {"type": "integer", "minimum": 0}
-_INTERVAL = {"type": ["array", "null"], "items": _n(True, 0), "minItems": 2, "maxItems": 2}
-_STR = {"type": "string"}
-
-
-def _obj(props: dict[str, Any], nullable: bool = False) -> dict[str, Any]:
-    return {
-        "type": ["object", "null"] if nullable else "object",
-        "properties": props,
-        "required": sorted(props),
-        "additionalProperties": False,
-    }
-
-
-SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "Regard accuracy audit report",
-    **_obj(
-        {
-            "schema_version": {"type": "integer", "enum": [SCHEMA_VERSION]},
-            "generated_at": _STR,
-            "regard_version": _STR,
-            "models": {
-                "type": "array",
-                "items": _obj({"name": _STR, "package": _STR, "package_version": {"type": ["string", "null"]}, "sha256": _STR, "license": _STR}),
-            },
-            "data": _obj(
-                {
-                    "name": _STR,
-                    "kind": {"type": "string", "enum": ["pairs", "folders"]},
-                    "root": _STR,
-                    "photos": _COUNT,
-                    "persons": _COUNT,
-                    "genuine_pairs_available": _COUNT,
-                    "impostor_pairs_available": _COUNT,
-                    "genuine_pairs": _COUNT,
-                    "impostor_pairs": _COUNT,
-                    "sampling_seed": {"type": ["integer", "null"]},
-                }
-            ),
-            "threshold": _obj({"score": _n(False, 0, 100), "source": _STR, "shipped_table": _STR, "shipped_fmr": _RATE, "shipped_fnmr": _RATE}),
-            "enrolment": _obj(
-                {
-                    "photos": _COUNT,
-                    "no_face": _COUNT,
-                    "unreadable": _COUNT,
-                    "low_quality": _COUNT,
-                    "no_face_rate": _RATE,
-                    "low_quality_rate": _RATE,
-                    "fte_rate": _RATE,
-                    "no_face_examples": {"type": "array", "items": _STR},
-                    "low_quality_examples": {"type": "array", "items": _STR},
-                    "rule": _STR,
-                }
-            ),
-            "verification": _obj(
-                {
-                    "genuine_pairs": _COUNT,
-                    "impostor_pairs": _COUNT,
-                    "genuine_pairs_without_face": _COUNT,
-                    "impostor_pairs_without_face": _COUNT,
-                    "auc": _RATE,
-                    "eer": _RATE,
-                    "eer_threshold": _n(),
-                    "tar_at_fmr": {
-                        "type": "array",
-                        "items": _obj(
-                            {
-                                "target_fmr": _RATE,
-                                "threshold": _n(True),
-                                "tar": _RATE,
-                                "fnmr": _RATE,
-                                "fmr": _RATE,
-                                "false_matches": _COUNT,
-                                "impostor_pairs": _COUNT,
-                                "allowed_false_matches": _COUNT,
-                                "few_errors": {"type": "boolean"},
-                            }
-                        ),
-                    },
-                    "unmeasurable_fmr_targets": {"type": "array", "items": _RATE},
-                    "at_threshold": _obj(
-                        {
-                            "threshold": _n(False, 0, 100),
-                            "fmr": _RATE,
-                            "fmr_ci": _INTERVAL,
-                            "false_matches": _COUNT,
-                            "impostor_pairs": _COUNT,
-                            "fnmr": _RATE,
-                            "fnmr_ci": _INTERVAL,
-                            "false_non_matches": _COUNT,
-                            "genuine_pairs": _COUNT,
-                            "fnmr_with_fte": _RATE,
-                        }
-                    ),
-                    "curve": _obj({"scores": {"type": "array", "items": _n(False, 0, 100)}, "fmr": {"type": "array", "items": _RATE}, "fnmr": {"type": "array", "items": _RATE}}),
-                }
-            ),
-            "identification": _obj(
-                {
-                    "split": _STR,
-                    "gallery": _COUNT,
-                    "mated_searches": _COUNT,
-                    "non_mated_searches": _COUNT,
-                    "rank1": _RATE,
-                    "at_fpir": _obj(
-                        {"target_fpir": _RATE, "threshold": _n(True), "fpir": _RATE, "fnir": _RATE, "non_mated_with_candidate": _COUNT, "few_errors": {"type": "boolean"}},
-                        nullable=True,
-                    ),
-                    "at_default_search_threshold": _obj({"threshold": _n(False, 0, 100), "fpir": _RATE, "fnir": _RATE}),
-                    "at_threshold": _obj({"threshold": _n(False, 0, 100), "fpir": _RATE, "fnir": _RATE}),
-                },
-                nullable=True,
-            ),
-            "groups": _obj(
-                {
-                    "source": {"type": ["string", "null"]},
-                    "note": _STR,
-                    "threshold": _n(False, 0, 100),
-                    "rows": {
-                        "type": "array",
-                        "items": _obj(
-                            {
-                                "group": _STR,
-                                "persons": _COUNT,
-                                "photos": _COUNT,
-                                "no_face": _COUNT,
-                                "low_quality": _COUNT,
-                                "genuine_pairs": _COUNT,
-                                "impostor_pairs": _COUNT,
-                                "fmr": _RATE,
-                                "fmr_ci": _INTERVAL,
-                                "fmr_ci_persons": _INTERVAL,
-                                "false_matches": _COUNT,
-                                "fnmr": _RATE,
-                                "fnmr_ci": _INTERVAL,
-                                "fnmr_ci_persons": _INTERVAL,
-                                "false_non_matches": _COUNT,
-                                "eer": _RATE,
-                                "fmr_ratio": _n(True, 0),
-                                "fmr_ratio_ci": _INTERVAL,
-                                "fnmr_ratio": _n(True, 0),
-                                "fnmr_ratio_ci": _INTERVAL,
-                            }
-                        ),
-                    },
-                    "best_fmr_group": {"type": ["string", "null"]},
-                    "best_fnmr_group": {"type": ["string", "null"]},
-                    "cross_group": _obj({"impostor_pairs": _COUNT, "false_matches": _COUNT, "fmr": _RATE, "fmr_ci": _INTERVAL}),
-                    "ungrouped_persons": _COUNT,
-                    "bootstrap": _obj({"replicates": _COUNT, "seed": {"type": "integer"}, "unit": _STR}),
-                },
-                nullable=True,
-            ),
-            "calibration": _obj(
-                {
-                    "source": _STR,
-                    "genuine_pairs": _COUNT,
-                    "impostor_pairs": _COUNT,
-                    "summary": {"type": "array", "items": _obj({"target_fmr": _RATE, "threshold": _n(False, 0, 100), "fmr": _RATE, "fnmr": _RATE})},
-                    "path": {"type": ["string", "null"]},
-                }
-            ),
-            "applied": _obj(
-                {
-                    "collection": _STR,
-                    "collection_faces": _COUNT,
-                    "target_fmr": _RATE,
-                    "threshold": _n(False, 0, 100),
-                    "basis": {"type": "string", "enum": ["measured", "measured from few false matches", "extrapolated"]},
-                    "actor": _STR,
-                    "reason": _STR,
-                    "one_to_n": _obj(
-                        {
-                            "threshold": _n(False, 0, 100),
-                            "fmr": _RATE,
-                            "text": _STR,
-                            "rows": {"type": "array", "items": _obj({"faces": _COUNT, "fpir": _RATE, "default_threshold": _n(True, 0, 100)})},
-                        }
-                    ),
-                },
-                nullable=True,
-            ),
-            "findings": {"type": "array", "items": _STR},
-            "warnings": {"type": "array", "items": _STR},
-            "notes": {"type": "array", "items": _STR},
-            "timing": _obj({"embedding_seconds": _n(True, 0), "metrics_seconds": _n(True, 0)}),
-        }
-    ),
-}
-
-
-_TYPES: dict[str, Any] = {
-    "object": dict,
-    "array": list,
-    "string": str,
-    "boolean": bool,
-    "null": type(None),
-}
-
-
-def _is(value: Any, kind: str) -> bool:
-    if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return isinstance(value, _TYPES[kind])
-
-
-def validate(instance: Any, schema: dict[str, Any], path: str = "$") -> list[str]:
-    """Problems with `instance` against the subset of JSON Schema that SCHEMA uses (type, enum,
-    minimum, maximum, properties, required, additionalProperties, items, minItems, maxItems)."""
-    problems: list[str] = []
-    kinds = schema.get("type")
-    if kinds is not None:
-        kinds = [kinds] if isinstance(kinds, str) else kinds
-        if not any(_is(instance, k) for k in kinds):
-            return [f"{path}: {type(instance).__name__} is not {' or '.join(kinds)}"]
-    if "enum" in schema and instance not in schema["enum"]:
-        problems.append(f"{path}: {instance!r} is not one of {schema['enum']}")
-    if isinstance(instance, (int, float)) and not isinstance(instance, bool):
-        if "minimum" in schema and instance < schema["minimum"]:
-            problems.append(f"{path}: {instance} < {schema['minimum']}")
-        if "maximum" in schema and instance > schema["maximum"]:
-            problems.append(f"{path}: {instance} > {schema['maximum']}")
-    if isinstance(instance, dict):
-        props = schema.get("properties", {})
-        for key in schema.get("required", []):
-            if key not in instance:
-                problems.append(f"{path}: missing {key!r}")
-        for key, value in instance.items():
-            if key in props:
-                problems += validate(value, props[key], f"{path}.{key}")
-            elif schema.get("additionalProperties", True) is False:
-                problems.append(f"{path}: unexpected {key!r}")
-    if isinstance(instance, list):
-        if "minItems" in schema and len(instance) < schema["minItems"]:
-            problems.append(f"{path}: fewer than {schema['minItems']} items")
-        if "maxItems" in schema and len(instance) > schema["maxItems"]:
-            problems.append(f"{path}: more than {schema['maxItems']} items")
-        if "items" in schema:
-            for k, item in enumerate(instance):
-                problems += validate(item, schema["items"], f"{path}[{k}]")
-    return problems

@@ -1,6 +1,6 @@
 """`regard audit`: accuracy and per-group differential reports on the user's own labelled photos,
 and the threshold table (calibration) that compare and search use. Thin: it parses, calls
-regard.accuracy.dataset / regard.accuracy.report and the store, and prints.
+regard.accuracy (dataset, report, findings) and the store, and prints.
 
     regard audit photos/ --out audit/ [--groups groups.csv] [--calibrate [TABLE.json]]
     regard audit lfw/pairs.txt --images lfw/ --out audit/
@@ -22,6 +22,7 @@ from regard.cli.common import EXIT_OK, STORE_HELP, add_store_option, default_act
 def run(args: argparse.Namespace) -> int:
     from regard.accuracy import dataset as ds
     from regard.accuracy import report as rp
+    from regard.accuracy.findings import model_card_section
     from regard.errors import RegardError
 
     if (args.apply_to is None) != (args.target_fmr is None):
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     paths = rp.write(audit, out)
     if args.append_card:
         with open(args.append_card, "a", encoding="utf-8") as f:
-            f.write("\n" + rp.model_card_section(audit.report))
+            f.write("\n" + model_card_section(audit.report))
     total = time.perf_counter() - started
     if args.json:
         print(json.dumps({"report": str(paths["html"]), "json": str(paths["json"]), "seconds": round(total, 1), "findings": audit.report["findings"]}, indent=2))
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _apply(args: argparse.Namespace, audit: Any) -> dict[str, Any]:
     """Set the collection's search threshold from this audit's table, for the target FMR."""
-    from regard.accuracy.report import one_to_n_note
+    from regard.accuracy.findings import one_to_n_note
     from regard.errors import RegardError
     from regard.store import open_store
 
