@@ -34,7 +34,8 @@ from typing import Any
 
 from regard.errors import ConsentError, ImageError, InvalidArgumentError, NotFoundError
 from regard.image import DEFAULT_MAX_PIXELS, photo_files
-from regard.store.base import ConsentBasis, NewFace, Store, check_id
+from regard.store.base import ConsentBasis, NewFace, check_id
+from regard.store.core import Store
 
 NO_FACE = "NO_FACE"
 NO_CONSENT = "NO_CONSENT"

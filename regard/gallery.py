@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar, overload
 
 import numpy as np
 from PIL import Image
@@ -32,9 +33,10 @@ from regard.store.base import (
     FaceRecord,
     NewFace,
     SearchQuery,
-    Store,
+    SearchResult,
     check_text,
 )
+from regard.store.core import Store
 
 
 class Reason(str, Enum):
@@ -360,6 +362,35 @@ class SearchHit:
         }
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Found(Sequence[T], Generic[T]):
+    """What a search found (`found[i]`: the hits of a photo's faces, or the candidates for an
+    enrolled face), with what the search used, as the store read it in the search's transaction."""
+
+    items: tuple[T, ...]
+    threshold: float  # the score every candidate reaches
+    collection_threshold: float | None  # the collection's own threshold, if one is set
+    gallery_size: int  # faces in the collection
+    model: str  # the embedder of the collection's vectors
+
+    @classmethod
+    def of(cls, result: SearchResult, items: Sequence[T]) -> Found[T]:
+        return cls(tuple(items), result.threshold, result.collection_threshold, result.gallery_size, result.model)
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[T]: ...
+    def __getitem__(self, index: int | slice) -> T | Sequence[T]:
+        return self.items[index]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
 def search_photo(
     store: Store,
     collection_id: str,
@@ -371,11 +402,12 @@ def search_photo(
     k: int = 10,
     threshold: float | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> list[SearchHit]:
+) -> Found[SearchHit]:
     """Search a collection for every face of a photo (only the largest with `largest`): one
-    search, one audit entry listing every face searched and what came back."""
+    search, one audit entry listing every face searched and what came back. `threshold`: the
+    caller's, else the collection's own or the default for its size."""
     check_text(purpose, "a search's purpose")
-    store.get_collection(collection_id)
+    store.get_collection(collection_id)  # an unknown collection says so before the photo is read
     rgb, digest = decode_photo(photo, max_pixels)
     faces = detect(rgb)
     if largest and faces:
@@ -394,7 +426,7 @@ def search_faces(
     k: int = 10,
     threshold: float | None = None,
     request: dict[str, Any] | None = None,
-) -> list[SearchHit]:
+) -> Found[SearchHit]:
     """Search a collection for faces already detected in a photo (with embeddings). Audited, with
     the photo's sha256 and each face's box, never the photo or the vectors."""
     queries = [
@@ -406,14 +438,15 @@ def search_faces(
     ]
     # Audited even when the photo has no face: someone searched, with this photo, for this purpose.
     request = {"photo_sha256": photo_sha256, "faces_found": len(faces), **(request or {})}
-    results = store.search(
+    result = store.search(
         collection_id, queries, actor=actor, purpose=purpose, k=min(1000, k * FACES_PER_PERSON),
         threshold=threshold, request=request,
     )  # fmt: skip
-    return [
+    hits = [
         SearchHit(box=f.box.to_dict(), quality=f.quality.level.value, candidates=c[:k], persons=rank_persons(c, k))
-        for f, c in zip(faces, results)
+        for f, c in zip(faces, result)
     ]
+    return Found.of(result, hits)
 
 
 def search_face(
@@ -425,11 +458,11 @@ def search_face(
     purpose: str,
     k: int = 10,
     threshold: float | None = None,
-) -> list[Candidate]:
+) -> Found[Candidate]:
     """Search a collection with one of its enrolled faces (the face itself is left out). Audited."""
     vector = store.face_vector(collection_id, face_id)
     query = SearchQuery(vector=vector, summary={"face_id": face_id})
     if k >= 1000:
         raise InvalidArgumentError("k is at most 999 when searching by face id")
-    candidates = store.search(collection_id, [query], actor=actor, purpose=purpose, k=k + 1, threshold=threshold)[0]
-    return [c for c in candidates if c.face_id != face_id][:k]
+    result = store.search(collection_id, [query], actor=actor, purpose=purpose, k=k + 1, threshold=threshold)
+    return Found.of(result, [c for c in result[0] if c.face_id != face_id][:k])

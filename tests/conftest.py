@@ -56,7 +56,7 @@ def side_by_side(*photos: Path) -> bytes:
     return buffer.getvalue()
 
 
-# ---------------------------------------------------------------- PostgreSQL (regard/store/postgres.py)
+# ---------------------------------------------------------------- PostgreSQL (regard/store/postgres/)
 #
 # One throwaway server per test session (initdb in a temporary folder, a free loopback port, fsync
 # off), and a fresh database per test. Store tests take the `store_url` fixture, parametrized over

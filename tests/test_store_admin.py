@@ -175,8 +175,9 @@ def test_postgres_large_collections_are_searched_through_the_halfvec_index(
     from regard.face import QualityLevel
     from regard.match import score_from_distance, unit
     from regard.store import ConsentBasis, NewFace, SearchQuery, postgres
+    from regard.store.postgres import search as pgsearch
 
-    monkeypatch.setattr(postgres, "EXACT_BELOW", 100)
+    monkeypatch.setattr(pgsearch, "EXACT_BELOW", 100)
     rng = np.random.default_rng(7)
     store = postgres.PostgresStore(postgres_url)
     vectors = {}
@@ -236,8 +237,9 @@ def test_postgres_search_sent_ahead_on_a_stale_plan_is_sent_again(
     from regard.face import QualityLevel
     from regard.match import score_from_distance, unit
     from regard.store import ConsentBasis, NewFace, SearchQuery, postgres
+    from regard.store.postgres import search as pgsearch
 
-    monkeypatch.setattr(postgres, "EXACT_BELOW", 100)
+    monkeypatch.setattr(pgsearch, "EXACT_BELOW", 100)
     rng = np.random.default_rng(11)
 
     def enroll(store: postgres.PostgresStore, collection: str, count: int) -> np.ndarray:

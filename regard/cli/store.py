@@ -284,18 +284,20 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from regard.gallery import search_face, search_photo
+    from regard.gallery import Found, search_face, search_photo
+    from regard.store.core import expectations
 
     store = _store(args)
     if bool(args.photo) == bool(args.face_id):
         print("regard: search takes a PHOTO or --face-id, one of the two", file=sys.stderr)
         return EXIT_BAD_INPUT
-    threshold = args.threshold if args.threshold is not None else store.search_threshold(args.collection)
+    threshold = args.threshold  # None: the collection's own, else the default for its size
+    found: Found[Any]
     if args.face_id:
-        candidates = search_face(
+        found = search_face(
             store, args.collection, args.face_id, actor=args.actor, purpose=args.purpose, k=args.k, threshold=threshold
         )
-        hits = [{"face_id": args.face_id, "candidates": [c.to_dict() for c in candidates]}]
+        hits = [{"face_id": args.face_id, "candidates": [c.to_dict() for c in found]}]
     else:
         found = search_photo(
             store,
@@ -308,7 +310,7 @@ def _search(args: argparse.Namespace) -> int:
             threshold=threshold,
         )
         hits = [h.to_dict() for h in found]
-    expect = store.search_expectations(args.collection, threshold)
+    expect = expectations(store.table, found.threshold, found.gallery_size, found.collection_threshold)
     lines = [expect["words"]]
     if not hits:
         lines.append("no face found in the photo")
@@ -329,7 +331,7 @@ def _search(args: argparse.Namespace) -> int:
             lines.append(f"   {p['person_id'] or '-':<24} score {p['score']:>6.2f}  FMR {p['fmr']:.2g}  face {faces}")
     if any(h["candidates"] for h in hits):
         lines.append("candidates are leads for a person to review, not identifications")
-    _out(args, {"collection": args.collection, "threshold": threshold, "expected": expect, "faces": hits}, "\n".join(lines))
+    _out(args, {"collection": args.collection, "threshold": found.threshold, "expected": expect, "faces": hits}, "\n".join(lines))
     return EXIT_OK if any(h["candidates"] for h in hits) else EXIT_NEGATIVE
 
 

@@ -24,7 +24,8 @@ from regard.errors import NotFoundError
 from regard.match import similarity
 from regard.models.detector import Detection
 from regard.quality import MIN_EYE_DISTANCE, assess
-from regard.store.base import SearchQuery, Store, check_text
+from regard.store.base import SearchQuery, check_text
+from regard.store.core import Store
 
 KEEP_PURPOSE = "redaction: keep consenting people visible"
 

@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Sequence
 
 from regard.errors import AuthError, InvalidArgumentError, NotFoundError, RegardError
-from regard.store.base import ApiKey, Role, Store, check_id, check_text
+from regard.store.base import ApiKey, Role, check_id, check_text
+from regard.store.core import Store
 
 __all__ = [
     "AuthError",
@@ -233,7 +234,12 @@ class KeyRing:
         """The secret of an active key, for verifying a SigV4 signature. The key must exist, be
         active, and its secret derived under this master key must hash to the stored hash (else the
         master key is not the one the key was issued under); otherwise AuthError."""
-        return self._derived_secret(self._active_key(key_id))
+        return self.signing_key(key_id)[1]
+
+    def signing_key(self, key_id: str) -> tuple[ApiKey, str]:
+        """The active key and its secret, as `secret_for` checks them (one read of the key)."""
+        key = self._active_key(key_id)
+        return key, self._derived_secret(key)
 
     def _derived_secret(self, key: ApiKey) -> str:
         secret = derive_secret(self._master(create=False), key.key_id)

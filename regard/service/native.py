@@ -26,7 +26,8 @@ from regard.pipeline import compare, detect, embed
 from regard.service.auth import Caller
 from regard.service.deps import Upload, bearer, upload
 from regard.service.state import ServiceState, state_of
-from regard.store.base import ConsentBasis, Role, Store
+from regard.store.base import ConsentBasis, Role
+from regard.store.core import Store, expectations
 
 router = APIRouter(prefix="/v1")
 
@@ -340,36 +341,33 @@ def search(
     if not purpose or not purpose.strip():
         raise InvalidArgumentError("a search needs a 'purpose': why it is made (it is written to the audit log)")
     k = body.number("k", int, 10)
-    threshold = body.number("threshold", float)
-    if threshold is None:
-        threshold = state.store.search_threshold(collection_id)
+    threshold = body.number("threshold", float)  # None: the collection's own, else the default for its size
     face_id = body.text("face_id")
     store = state.store
+    found: gallery.Found[Any]
     if face_id is not None:
-        candidates = gallery.search_face(
+        found = gallery.search_face(
             store, collection_id, face_id, actor=caller.actor, purpose=purpose, k=k, threshold=threshold
         )
-        hits = [{"face_id": face_id, "candidates": [c.to_dict() for c in candidates]}]
+        hits = [{"face_id": face_id, "candidates": [c.to_dict() for c in found]}]
     else:
-        hits = [
-            h.to_dict()
-            for h in gallery.search_photo(
-                store,
-                collection_id,
-                body.photo("image"),  # type: ignore[arg-type]
-                actor=caller.actor,
-                purpose=purpose,
-                largest=body.flag("largest"),
-                k=k,
-                threshold=threshold,
-                max_pixels=state.config.max_pixels,
-            )
-        ]
+        found = gallery.search_photo(
+            store,
+            collection_id,
+            body.photo("image"),  # type: ignore[arg-type]
+            actor=caller.actor,
+            purpose=purpose,
+            largest=body.flag("largest"),
+            k=k,
+            threshold=threshold,
+            max_pixels=state.config.max_pixels,
+        )
+        hits = [h.to_dict() for h in found]
     return {
         "collection": collection_id,
-        "threshold": threshold,
-        "threshold_fmr": store.table.fmr_estimate(threshold),
-        "expected": store.search_expectations(collection_id, threshold),
+        "threshold": found.threshold,
+        "threshold_fmr": store.table.fmr_estimate(found.threshold),
+        "expected": expectations(store.table, found.threshold, found.gallery_size, found.collection_threshold),
         "note": "candidates for a person to review, not identifications",
         "faces": hits,
     }

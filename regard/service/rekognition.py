@@ -32,6 +32,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
@@ -58,14 +59,16 @@ from regard.service.keys import AuthError
 from regard.service.sigv4 import verify_sigv4
 from regard.service.state import AWS_JSON, ServiceState, declared_pixels, state_of
 from regard.store.base import (
+    ApiKey,
+    Candidate,
     ConsentBasis,
     FaceRecord,
     Role,
     SearchQuery,
-    Store,
     check_consent,
     check_optional_text,
 )
+from regard.store.core import Store
 
 router = APIRouter()
 
@@ -125,13 +128,16 @@ class Call:
             raise InvalidArgumentError(f"{name} {value!r} must match {pattern} and be at most {max_len} characters")
         return value
 
-    def collection(self, role: Role | None) -> str:
+    def collection(self, role: Role | None, *, check: bool = True) -> str:
+        """The call's CollectionId, if the caller's key may use it in `role`; with `check`, read to
+        be sure it exists (a search leaves that to the store, which reads it in its transaction)."""
         collection_id = self.ident("CollectionId")
         if not self.caller.may_see(collection_id):
             raise AwsError("ResourceNotFoundException", f"The collection id: {collection_id} does not exist")
         if role is not None:
             self.caller.require(role, collection_id)
-        self.store.get_collection(collection_id)  # ResourceNotFoundException when unknown
+        if check:
+            self.store.get_collection(collection_id)  # ResourceNotFoundException when unknown
         return collection_id
 
     def number(self, name: str, low: float, high: float, default: Any) -> Any:
@@ -181,15 +187,21 @@ class Call:
     def reason(self, operation: str) -> str:
         return (self.headers.get("x-regard-reason") or "").strip() or f"{operation} via the Rekognition API"
 
-    def threshold(self, name: str, default: float) -> float:
+    def threshold(self, name: str, default: float | None = None) -> float | None:
         """The Regard score threshold of a call: the caller's `name` (a Rekognition Similarity,
-        mapped to a score by `score_of_similarity`) or `default` (a score)."""
+        mapped to a score by `score_of_similarity`), else `default` (a score; for a search None,
+        and the store decides: `report_threshold` then says what it used)."""
         value = self.number(name, 0.0, 100.0, None)
-        threshold = float(default) if value is None else score_of_similarity(self.store.table, float(value))
+        threshold = default if value is None else score_of_similarity(self.store.table, float(value))
+        if threshold is not None:
+            self.report_threshold(threshold)
+        return threshold
+
+    def report_threshold(self, threshold: float) -> None:
+        """Say in the response's headers which threshold the call used, on both scales, and its FMR."""
         self.response_headers["X-Regard-Threshold"] = f"{threshold:.2f}"
         self.response_headers["X-Regard-Similarity-Threshold"] = f"{similarity_of_score(self.store.table, threshold):.2f}"
         self.response_headers["X-Regard-Threshold-FMR"] = f"{self.store.table.fmr_estimate(threshold):.3g}"
-        return threshold
 
 
 SIMILARITY_ANCHORS = ((1e-3, 80.0), (1e-6, 99.0))
@@ -509,54 +521,56 @@ def delete_faces(call: Call) -> dict[str, Any]:
     return {"DeletedFaces": deleted, "UnsuccessfulFaceDeletions": failed}
 
 
-def _matches(call: Call, collection_id: str, candidates: list[Any], model: str) -> list[dict[str, Any]]:
+def _matches(call: Call, candidates: Sequence[Candidate], model: str) -> list[dict[str, Any]]:
+    """Rekognition's FaceMatches, from the face records the search read with its candidates."""
     return [
-        {"Similarity": similarity_of_score(call.store.table, c.score), "Face": _face_shape(call.store.get_face(collection_id, c.face_id), model)}
+        {"Similarity": similarity_of_score(call.store.table, c.score), "Face": _face_shape(c.face, model)}  # type: ignore[arg-type]
         for c in candidates
     ]
 
 
 def search_faces(call: Call) -> dict[str, Any]:
-    collection_id = call.collection(Role.SEARCH)
+    collection_id = call.collection(Role.SEARCH, check=False)
     face_id = call.ident("FaceId", _FACE_ID)
     k = min(call.number("MaxFaces", 1, 4096, 100), 999)
-    threshold = call.threshold("FaceMatchThreshold", call.store.search_threshold(collection_id))
-    candidates = gallery.search_face(
+    threshold = call.threshold("FaceMatchThreshold")
+    found = gallery.search_face(
         call.store, collection_id, face_id, actor=call.caller.actor, purpose=call.purpose(), k=k, threshold=threshold
     )
-    model = call.store.get_collection(collection_id).model
-    return {"SearchedFaceId": face_id, "FaceMatches": _matches(call, collection_id, candidates, model), "FaceModelVersion": model}
+    call.report_threshold(found.threshold)
+    return {"SearchedFaceId": face_id, "FaceMatches": _matches(call, found, found.model), "FaceModelVersion": found.model}
 
 
-def _probe(call: Call, level: QualityLevel | None) -> tuple[np.ndarray, str, Face, list[Face]]:
+def _probe(call: Call, level: QualityLevel | None, collection_id: str) -> tuple[np.ndarray, str, Face, list[Face]]:
     """The photo, its sha256, its largest face that passes the filter, and the others."""
     rgb, digest = call.image()
     faces = detect(rgb)
     usable = [f for f in faces if _passes(f, level)]
     probe = _largest(usable)
     if probe is None:
+        call.store.get_collection(collection_id)  # an unknown collection says so first
         raise InvalidArgumentError("There are no faces in the image (that pass the QualityFilter). Should be at least 1.")
     return rgb, digest, probe, [f for f in faces if f is not probe]
 
 
 def search_faces_by_image(call: Call) -> dict[str, Any]:
-    collection_id = call.collection(Role.SEARCH)
+    collection_id = call.collection(Role.SEARCH, check=False)
     k = min(call.number("MaxFaces", 1, 4096, 100), 1000)
     level = call.quality_filter("NONE")
-    threshold = call.threshold("FaceMatchThreshold", call.store.search_threshold(collection_id))
+    threshold = call.threshold("FaceMatchThreshold")
     purpose = call.purpose()
-    rgb, digest, probe, _ = _probe(call, level)
-    hit = gallery.search_faces(
+    rgb, digest, probe, _ = _probe(call, level, collection_id)
+    found = gallery.search_faces(
         call.store, collection_id, [probe], digest, actor=call.caller.actor, purpose=purpose, k=k, threshold=threshold,
         request={"operation": "SearchFacesByImage"},
-    )[0]
+    )
+    call.report_threshold(found.threshold)
     detail = face_detail(rgb, probe)
-    model = call.store.get_collection(collection_id).model
     return {
         "SearchedFaceBoundingBox": detail["BoundingBox"],
         "SearchedFaceConfidence": detail["Confidence"],
-        "FaceMatches": _matches(call, collection_id, hit.candidates, model),
-        "FaceModelVersion": model,
+        "FaceMatches": _matches(call, found[0].candidates, found.model),
+        "FaceModelVersion": found.model,
     }
 
 
@@ -674,7 +688,7 @@ def disassociate_faces(call: Call) -> dict[str, Any]:
 
 
 def _user_matches(
-    table: ThresholdTable, candidates: list[list[Any]], exclude: str | None, most: int
+    table: ThresholdTable, candidates: Sequence[Sequence[Candidate]], exclude: str | None, most: int
 ) -> list[dict[str, Any]]:
     """Users ranked by their best face among the candidates of every query (gallery.rank_persons,
     as the native API ranks persons), without faces of no user and without `exclude`."""
@@ -686,13 +700,13 @@ def _user_matches(
 
 
 def search_users(call: Call) -> dict[str, Any]:
-    collection_id = call.collection(Role.SEARCH)
+    collection_id = call.collection(Role.SEARCH, check=False)
     user_id = call.ident("UserId", _USER_ID, 128, required=False)
     face_id = call.ident("FaceId", _FACE_ID, required=False)
     if (user_id is None) == (face_id is None):
         raise InvalidArgumentError("give exactly one of UserId and FaceId")
     most = call.number("MaxUsers", 1, 500, 500)
-    threshold = call.threshold("UserMatchThreshold", call.store.search_threshold(collection_id))
+    threshold = call.threshold("UserMatchThreshold")
     purpose = call.purpose()
     if face_id is not None:
         record = call.store.get_face(collection_id, face_id)
@@ -712,27 +726,29 @@ def search_users(call: Call) -> dict[str, Any]:
         collection_id, queries, actor=call.caller.actor, purpose=purpose, k=k, threshold=threshold,
         request={"operation": "SearchUsers", "user_id": user_id, "face_id": face_id},
     )
+    call.report_threshold(results.threshold)
     return {
         "UserMatches": _user_matches(call.store.table, results, exclude, most),
-        "FaceModelVersion": call.store.get_collection(collection_id).model,
+        "FaceModelVersion": results.model,
         **searched,
     }
 
 
 def search_users_by_image(call: Call) -> dict[str, Any]:
-    collection_id = call.collection(Role.SEARCH)
+    collection_id = call.collection(Role.SEARCH, check=False)
     most = call.number("MaxUsers", 1, 500, 500)
     level = call.quality_filter("NONE")
-    threshold = call.threshold("UserMatchThreshold", call.store.search_threshold(collection_id))
+    threshold = call.threshold("UserMatchThreshold")
     purpose = call.purpose()
-    rgb, digest, probe, others = _probe(call, level)
-    hit = gallery.search_faces(
+    rgb, digest, probe, others = _probe(call, level, collection_id)
+    found = gallery.search_faces(
         call.store, collection_id, [probe], digest, actor=call.caller.actor, purpose=purpose,
         k=min(1000, most * 4 + 8), threshold=threshold, request={"operation": "SearchUsersByImage"},
-    )[0]
+    )
+    call.report_threshold(found.threshold)
     return {
-        "UserMatches": _user_matches(call.store.table, [hit.candidates], None, most),
-        "FaceModelVersion": call.store.get_collection(collection_id).model,
+        "UserMatches": _user_matches(call.store.table, [found[0].candidates], None, most),
+        "FaceModelVersion": found.model,
         "SearchedFace": {"FaceDetail": face_detail(rgb, probe)},
         "UnsearchedFaces": [{"FaceDetails": face_detail(rgb, f), "Reasons": ["FACE_NOT_LARGEST"]} for f in others],
     }
@@ -780,6 +796,12 @@ def _photos_of(payload: dict[str, Any]) -> list[bytes]:
 def _handle(state: ServiceState, scope: dict[str, Any], headers: Mapping[str, str], body: bytes) -> JSONResponse:
     raw_path = scope.get("raw_path") or scope["path"].encode()
     query = scope.get("query_string", b"").decode("latin-1")
+    keys: dict[str, ApiKey] = {}
+
+    def secret_for(key_id: str) -> str:  # the key is read once, for its secret and for the caller
+        keys[key_id], secret = state.keys.signing_key(key_id)
+        return secret
+
     try:
         key_id = verify_sigv4(
             method=scope["method"],
@@ -787,14 +809,14 @@ def _handle(state: ServiceState, scope: dict[str, Any], headers: Mapping[str, st
             query=query,
             headers=headers,
             body=body,
-            secret_for=state.keys.secret_for,
+            secret_for=secret_for,
             region=state.config.region,
         )
     except AuthError as exc:
         # Which headers were left unsigned is the client's own information: name them.
         detail = str(exc) if exc.reason == "unsigned header" else public_reason(exc)
         raise Unauthorized(f"the request signature was refused: {detail}") from None
-    caller = Caller(state.store.get_api_key(key_id))
+    caller = Caller(keys[key_id])
     state.admit(caller)
     target = headers.get("x-amz-target", "")
     operation = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else None

@@ -5,7 +5,9 @@
 
     store = open_store("postgresql://regard@db/regard")  # PostgreSQL + pgvector, for servers
 
-One interface (`Store`), two backends with the same behaviour: SQLite embedded, PostgreSQL for servers.
+One `Store` (regard/store/core.py: the rules, written once) over two backends that hold only SQL
+and their database's mechanics (regard/store/backend.py: the interface): SQLite embedded
+(regard/store/sqlite/), PostgreSQL for servers (regard/store/postgres/).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from regard.store.base import (
     Person,
     Role,
     SearchQuery,
-    Store,
+    SearchResult,
     SweepReport,
 )
+from regard.store.core import Store
 
 __all__ = [
     "ApiKey",
@@ -39,6 +42,7 @@ __all__ = [
     "Person",
     "Role",
     "SearchQuery",
+    "SearchResult",
     "Store",
     "SweepReport",
     "default_store_url",

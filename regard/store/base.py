@@ -1,4 +1,4 @@
-"""What a store holds, and the interface every backend implements.
+"""What a store holds: its frozen records, and the checks of what goes into it.
 
 A collection declares its purpose; a person (Rekognition's "user") belongs to one collection; a
 person's faces may be enrolled only while a consent record covers them; every change and every
@@ -9,25 +9,17 @@ the store except into its own index; no photo is kept unless the collection opts
 from __future__ import annotations
 
 import re
-from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
 from regard.errors import ConsentError, InvalidArgumentError
 from regard.face import QualityLevel
-from regard.match import (
-    DEFAULT_FPIR,
-    ThresholdTable,
-    default_table,
-    expected_fnir,
-    expected_fpir,
-    search_threshold,
-    unit,
-)
+from regard.match import ThresholdTable, search_threshold, unit
 from regard.models.registry import EMBEDDING_SIZE
 
 ID_PATTERN = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
@@ -257,6 +249,7 @@ class Candidate:
     person_id: str | None
     score: float  # 0..100
     fmr: float  # the estimated false-match rate of a threshold at this score
+    face: FaceRecord | None = field(default=None, compare=False, repr=False)  # the matched face's record
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -265,6 +258,30 @@ class Candidate:
             "score": round(self.score, 2),
             "fmr": float(f"{self.fmr:.3g}"),
         }
+
+
+@dataclass(frozen=True)
+class SearchResult(Sequence[list[Candidate]]):
+    """What one search found, read in the search's own transaction: for each query (in order, as
+    `result[i]`), its candidates best first; and the threshold used, the collection's size and the
+    model its vectors come from, as the search saw them."""
+
+    collection: str
+    threshold: float  # the score the candidates reach: the caller's, the collection's, or the default
+    collection_threshold: float | None  # the collection's own threshold, if one is set
+    gallery_size: int  # faces in the collection
+    model: str
+    matches: tuple[list[Candidate], ...]
+
+    @overload
+    def __getitem__(self, index: int) -> list[Candidate]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[list[Candidate]]: ...
+    def __getitem__(self, index: int | slice) -> list[Candidate] | Sequence[list[Candidate]]:
+        return self.matches[index]
+
+    def __len__(self) -> int:
+        return len(self.matches)
 
 
 @dataclass(frozen=True)
@@ -339,7 +356,7 @@ def stored_vector(vector: np.ndarray) -> np.ndarray:
 def resolve_threshold(table: ThresholdTable, fixed: float | None, gallery_size: int) -> float:
     """The threshold a search uses when the caller gives none: the collection's own (`fixed`, set by
     `regard audit --apply-to`), else the calibrated default for its size. The one place this rule
-    is written; both backends and `Store.search_threshold` call it."""
+    is written; `Store.search` and `Store.search_threshold` call it."""
     return fixed if fixed is not None else search_threshold(table, gallery_size)
 
 
@@ -353,205 +370,3 @@ def require_consent(person: "Person", now: datetime) -> None:
     if not person.consent.valid_at(now):
         expiry = person.consent.expires_at.isoformat() if person.consent.expires_at else None
         raise ConsentError(f"the consent of person {person.id!r} expired on {expiry}")
-
-
-def _percent(rate: float | None) -> str:
-    if rate is None:
-        return "?"
-    if rate >= 0.1:
-        return f"{rate * 100:.0f} %"
-    return f"{rate * 100:.2g} %"
-
-
-class Store(ABC):
-    """The operations every backend provides. Each call is one transaction, with its audit entry."""
-
-    _table: ThresholdTable | None = None
-
-    @property
-    def table(self) -> ThresholdTable:
-        """The score -> FMR table thresholds come from (the shipped one unless the store was given one)."""
-        return self._table or default_table()
-
-    def search_threshold(self, collection_id: str) -> float:
-        """The threshold a search of this collection uses when the caller gives none: the one set for
-        it (regard audit --apply-to), else FPIR <= 1 % at its current size."""
-        collection = self.get_collection(collection_id)
-        return resolve_threshold(self.table, collection.threshold, collection.face_count)
-
-    @property
-    def erasure_pending(self) -> bool:
-        """Whether erased faces may still be readable somewhere the store will clear by itself soon
-        (SQLite: its write-ahead log, while a reader holds it). False once erasure is complete."""
-        return False
-
-    def search_expectations(self, collection_id: str, threshold: float | None = None) -> dict[str, Any]:
-        """What a search of this collection at `threshold` (default: its search threshold) may be
-        expected to do at its current size, from the calibration: the FPIR (share of searches for
-        someone not enrolled that return a candidate) and the FNIR (share of searches for an
-        enrolled person that miss them) with 1, 2 or 3 enrolled photos each; and the same in words."""
-        collection = self.get_collection(collection_id)
-        size = collection.face_count
-        if threshold is None:
-            threshold = resolve_threshold(self.table, collection.threshold, size)
-        fpir = expected_fpir(self.table, threshold, size)
-        fnir = {g: expected_fnir(self.table, threshold, g) for g in (1, 2, 3)}
-        set_by = "set for this collection" if collection.threshold is not None and threshold == collection.threshold else (
-            "the default for its size" if threshold == search_threshold(self.table, size) else "given for this search"
-        )
-        words = (
-            f"threshold {threshold:.1f} ({set_by}, {size:,} faces): about {_percent(fpir)} of searches for "
-            f"people not enrolled return a candidate (target at most {_percent(DEFAULT_FPIR)})"
-        )
-        if fnir[1] is not None:
-            words += (
-                f"; a search for an enrolled person misses them about {_percent(fnir[1])} of the time with one "
-                f"enrolled photo, {_percent(fnir[2])} with two, {_percent(fnir[3])} with three (measured on {self.table.source.split(':')[0]})"
-            )
-        return {
-            "threshold": threshold,
-            "gallery_faces": size,
-            "expected_fpir": fpir,
-            "expected_fnir": {str(g): v for g, v in fnir.items()},
-            "words": words,
-        }
-
-    # Collections
-    @abstractmethod
-    def create_collection(
-        self,
-        collection_id: str,
-        *,
-        purpose: str,
-        actor: str,
-        retention_days: int | None = None,
-        min_quality: QualityLevel = QualityLevel.MEDIUM,
-        store_thumbnails: bool = False,
-    ) -> Collection: ...
-
-    @abstractmethod
-    def get_collection(self, collection_id: str) -> Collection: ...
-
-    @abstractmethod
-    def list_collections(self) -> list[Collection]: ...
-
-    @abstractmethod
-    def delete_collection(self, collection_id: str, *, actor: str, reason: str) -> int: ...
-
-    @abstractmethod
-    def set_threshold(
-        self,
-        collection_id: str,
-        threshold: float | None,
-        *,
-        actor: str,
-        reason: str,
-        source: dict[str, Any] | None = None,
-    ) -> Collection:
-        """Set (or with None, clear) the collection's search threshold, a score 0-100; `source` says
-        where it came from (e.g. the audit report and target FMR). Audit-logged."""
-
-    # Persons and consent
-    @abstractmethod
-    def add_person(
-        self, collection_id: str, person_id: str, *, actor: str, display_name: str | None = None
-    ) -> Person: ...
-
-    @abstractmethod
-    def get_person(self, collection_id: str, person_id: str) -> Person: ...
-
-    @abstractmethod
-    def list_persons(self, collection_id: str) -> list[Person]: ...
-
-    @abstractmethod
-    def record_consent(
-        self,
-        collection_id: str,
-        person_id: str,
-        *,
-        basis: ConsentBasis,
-        actor: str,
-        expires_at: datetime | None = None,
-        reference: str | None = None,
-    ) -> Consent: ...
-
-    @abstractmethod
-    def revoke_consent(self, collection_id: str, person_id: str, *, actor: str, reason: str) -> int: ...
-
-    @abstractmethod
-    def forget_person(self, collection_id: str, person_id: str, *, actor: str, reason: str) -> int: ...
-
-    # Faces
-    @abstractmethod
-    def add_faces(
-        self, collection_id: str, person_id: str, faces: list[NewFace], *, actor: str
-    ) -> list[FaceRecord]: ...
-
-    @abstractmethod
-    def has_image(self, collection_id: str, external_image_id: str) -> bool: ...
-
-    @abstractmethod
-    def get_face(self, collection_id: str, face_id: str) -> FaceRecord: ...
-
-    @abstractmethod
-    def list_faces(self, collection_id: str, person_id: str | None = None) -> list[FaceRecord]: ...
-
-    @abstractmethod
-    def delete_face(self, collection_id: str, face_id: str, *, actor: str, reason: str) -> None: ...
-
-    @abstractmethod
-    def face_vector(self, collection_id: str, face_id: str) -> np.ndarray: ...
-
-    # Search and upkeep
-    @abstractmethod
-    def search(
-        self,
-        collection_id: str,
-        queries: list[SearchQuery],
-        *,
-        actor: str,
-        purpose: str,
-        k: int = 10,
-        threshold: float | None = None,
-        request: dict[str, Any] | None = None,
-    ) -> list[list[Candidate]]: ...
-
-    @abstractmethod
-    def sweep(self, *, actor: str, now: datetime | None = None) -> SweepReport: ...
-
-    @abstractmethod
-    def purge_erased(self, *, full: bool = False) -> None:
-        """Rewrite the store's files so that nothing of erased faces is left in them (SQLite:
-        VACUUM; PostgreSQL: VACUUM, or VACUUM FULL with `full`). See docs/STORAGE.md."""
-
-    @abstractmethod
-    def audit_entries(
-        self,
-        *,
-        collection: str | None = None,
-        action: str | None = None,
-        actor: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int | None = None,
-    ) -> list[Any]: ...
-
-    @abstractmethod
-    def verify_audit(self) -> Any: ...
-
-    # Service credentials
-    @abstractmethod
-    def create_api_key(self, key: ApiKey, *, actor: str) -> ApiKey: ...
-
-    @abstractmethod
-    def get_api_key(self, key_id: str) -> ApiKey:
-        """The key, revoked or not; NotFoundError if there is none."""
-
-    @abstractmethod
-    def list_api_keys(self) -> list[ApiKey]: ...
-
-    @abstractmethod
-    def revoke_api_key(self, key_id: str, *, actor: str, reason: str) -> ApiKey: ...
-
-    @abstractmethod
-    def close(self) -> None: ...

@@ -30,7 +30,8 @@ import numpy as np
 from regard.errors import InvalidArgumentError, RegardError
 from regard.match import unit
 from regard.models.registry import EMBEDDING_SIZE
-from regard.store.postgres import EXACT_BELOW, FACES_INSERT, PostgresStore, insert_rows
+from regard.store.backend import STANDARD
+from regard.store.postgres import EXACT_BELOW, PostgresStore, insert_rows
 from regard.store.sqlite import SQLiteStore
 
 TABLES = ("collections", "persons", "consents", "api_keys", "faces", "audit_log")
@@ -107,7 +108,7 @@ def _source_head(source: sqlite3.Connection) -> tuple[int, str] | None:
 
 def _check_target(source: sqlite3.Connection, target: PostgresStore) -> None:
     """Refuse a target whose audit log is not a prefix of the source's (another store's data)."""
-    conn = target._conn  # noqa: SLF001 - the migration is part of the store package
+    conn = target.backend.connection
     last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
     if last is None:
         # Empty, or a copy interrupted before the audit log: its collections must be the source's.
@@ -134,7 +135,7 @@ def _copy(
     progress: Progress | None,
     build_progress: Callable[[int, int], None] | None,
 ) -> MigrationReport:
-    conn = target._conn  # noqa: SLF001
+    conn = target.backend.connection
     totals = {t: source.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
 
     def copy(
@@ -143,7 +144,7 @@ def _copy(
         cursor = source.execute(select)
         done = 0
         while rows := cursor.fetchmany(batch_size):
-            with target._lock, conn.transaction():  # noqa: SLF001
+            with target.backend.transaction():
                 insert_rows(conn, insert, [convert(r) for r in rows], on_conflict=on_conflict)
             done += len(rows)
             if progress is not None:
@@ -194,7 +195,7 @@ def _copy(
     copy(
         "faces",
         "SELECT * FROM faces ORDER BY row",
-        FACES_INSERT,
+        STANDARD.insert_faces,
         "ON CONFLICT (face_id) DO NOTHING",
         lambda r: (
             r["face_id"], r["collection_id"], r["person_id"], r["external_image_id"], r["box_left"], r["box_top"],
@@ -212,7 +213,7 @@ def _copy(
     )
     head = _source_head(source)
     if head is not None:
-        with target._lock, conn.transaction():  # noqa: SLF001
+        with target.backend.transaction():
             current = conn.execute("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE").fetchone()
             if current["seq"] < head[0]:  # type: ignore[index]
                 conn.execute("UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1", head)
@@ -227,7 +228,7 @@ def _verify(
     head: tuple[int, str] | None,
     rebuilt: bool,
 ) -> MigrationReport:
-    conn = target._conn  # noqa: SLF001
+    conn = target.backend.connection
     counts: dict[str, tuple[int, int]] = {}
     problems: list[str] = []
     for table in TABLES:
