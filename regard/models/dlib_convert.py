@@ -1,5 +1,8 @@
 """Read dlib's face recognition ResNet without dlib, and rebuild it as an ONNX graph.
 
+One job in one file (over 600 lines): the reader, the architecture it checks the file against and
+the graph it writes share the one layout described here, and are read together.
+
 dlib saves a network (here `dlib_face_recognition_resnet_model_v1.dat`, the `anet_type` of dlib's
 examples/dnn_face_recognition_ex.cpp) with its own serialisation, written by nested templates:
 
