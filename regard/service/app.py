@@ -4,6 +4,7 @@
     /readyz             readiness with details (any valid key)
     /v1/...             the native JSON API (bearer keys): regard/service/native.py
     POST /              the Rekognition-compatible API (AWS SigV4): regard/service/rekognition.py
+    /console            the web console (signed-in sessions of the same keys): regard/console/; GET / goes there
     /openapi.json, /docs  the native API's description (no data)
 
 Everything else needs a valid key with the right role and collection scope; every change and search
@@ -21,10 +22,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from regard.errors import RegardError
+from regard.console import install as install_console
+from regard.console import is_console
+from regard.console.common import error_page
+from regard.errors import InvalidArgumentError, RegardError
 from regard.service.errors import aws_error, classify, native_error
 from regard.service.limits import LimitsMiddleware
 from regard.service.state import (
@@ -83,7 +87,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
     app.add_exception_handler(ServiceBusy, _retry_later)  # type: ignore[arg-type]
 
     @app.exception_handler(RegardError)
-    async def _regard_error(request: Request, exc: RegardError) -> JSONResponse:
+    async def _regard_error(request: Request, exc: RegardError) -> Response:
+        if is_console(request):
+            return error_page(request, exc)
         native, status, aws = classify(exc)
         if request.url.path == REKOGNITION_PATH:
             aws = getattr(exc, "aws_type", aws)
@@ -94,7 +100,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
         return response
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        if is_console(request):
+            return error_page(request, InvalidArgumentError("the form is not complete: " + "; ".join(
+                f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors())))
         problems = [
             {"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")} for e in exc.errors()
         ]
@@ -102,10 +111,14 @@ def create_app(config: ServiceConfig) -> FastAPI:
         return native_error(400, "invalid_argument", f"the request is not valid: {text}", problems=problems)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         """Starlette's own refusals (unknown path, wrong method, unreadable form) in Regard's shape."""
         kinds = {404: "not_found", 405: "method_not_allowed", 413: "image_too_large"}
         message = str(exc.detail) if exc.detail else "the request was refused"
+        if is_console(request):
+            response = error_page(request, RegardError(message))
+            response.status_code = exc.status_code
+            return response
         if request.url.path == REKOGNITION_PATH:
             return aws_error(exc.status_code, "InvalidParameterException", message)
         response = native_error(exc.status_code, kinds.get(exc.status_code, "invalid_argument"), message)
@@ -156,5 +169,6 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     app.include_router(native_router)
     app.include_router(rekognition_router)
+    install_console(app)
     app.add_middleware(LimitsMiddleware, config=config)
     return app

@@ -230,6 +230,11 @@ class KeyRing:
             raise AuthError("revoked key", "the key was revoked")
         return key
 
+    def session_secret(self) -> bytes:
+        """The secret that signs the web console's session cookies: derived from the master key,
+        so every worker and replica that shares it accepts the same sessions."""
+        return hmac.new(self._master(create=False), b"regard console sessions v1", "sha256").digest()
+
     def secret_for(self, key_id: str) -> str:
         """The secret of an active key, for verifying a SigV4 signature. The key must exist, be
         active, and its secret derived under this master key must hash to the stored hash (else the
