@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -135,9 +134,9 @@ def test_the_console_speaks_french_when_asked(service: Service) -> None:
 def test_every_message_has_its_french_translation() -> None:
     import json
 
-    folder = Path(__file__).resolve().parent.parent / "regard" / "console" / "messages"
-    english = json.loads((folder / "en.json").read_text())
-    french = json.loads((folder / "fr.json").read_text())
+    from regard.console.i18n import _messages
+
+    english, french = _messages("en"), _messages("fr")
     assert set(english) == set(french), sorted(set(english) ^ set(french))
     fields = re.compile(r"\{(\w+)\}")
     for key, text in english.items():
