@@ -177,7 +177,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Say loudly, at the end, that the PostgreSQL backend went untested."""
+    """Say loudly, at the end, that the PostgreSQL backend or the console's browser tests went untested."""
+    from tests.browser import SKIPPED
+
+    if SKIPPED:
+        terminalreporter.section("BROWSER TESTS NOT RUN", sep="!", red=True, bold=True)
+        terminalreporter.line(f"WARNING: the console's browser tests were skipped: {SKIPPED[0]}", red=True)
     if _PG_SKIPPED:
         terminalreporter.section("PostgreSQL NOT TESTED", sep="!", red=True, bold=True)
         terminalreporter.line(f"WARNING: every postgresql test case was skipped: {_PG_SKIPPED[0]}", red=True)
