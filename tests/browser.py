@@ -5,12 +5,14 @@ them every browser test is skipped, and the run ends with a loud banner (tests/c
     def test_x(browser: Browser, console: Service) -> None:
         browser.sign_in(console, key)
         browser.go(console, "/console/search")
-        browser.screenshot("search")          # docs/images/console-search.png
+        browser.screenshot("search")          # console-search.png (docs/images with REGARD_SCREENSHOTS=docs)
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,13 @@ import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "images"
+SCREENSHOTS = (
+    Path(__file__).resolve().parent.parent / "docs" / "images"
+    if os.environ.get("REGARD_SCREENSHOTS") == "docs"
+    else Path(tempfile.gettempdir()) / "regard-console-screenshots"
+)
+"""Where screenshots go: docs/images (the README's pictures) with REGARD_SCREENSHOTS=docs, else a
+temporary folder, so that a test run leaves the checkout as it was."""
 SKIPPED: list[str] = []
 """Why the browser tests were skipped, if they were (the run's summary says so loudly)."""
 
@@ -104,7 +112,7 @@ class Browser:
         self.submit("form[action='/console/sign-out'] button[type=submit]")
 
     def screenshot(self, name: str) -> Path:
-        """The page as docs/images/console-<name>.png (the README links them)."""
+        """The page as console-<name>.png in SCREENSHOTS (the README links docs/images' copies)."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"console-{name}.png"
         height = self.driver.execute_script("return document.documentElement.scrollHeight")
