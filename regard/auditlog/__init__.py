@@ -9,45 +9,11 @@
 
     report = audit.verify(conn)                  # report.ok, report.problems, report.head_hash
 
-See `regard.auditlog.log` for the hash format and what `verify` can and cannot detect.
+See `regard.auditlog.chain` for the hash format and what `verify` can and cannot detect;
+`regard.auditlog.log` is the SQLite table, `regard.auditlog.postgres` the PostgreSQL one.
 """
 
-from regard.auditlog.log import (
-    AUDIT_SCHEMA,
-    AUDIT_SCHEMA_STATEMENTS,
-    GENESIS_HASH,
-    AuditAction,
-    AuditEntry,
-    AuditError,
-    ChainChecker,
-    VerifyReport,
-    append,
-    canonical_json,
-    check_details,
-    create_schema,
-    entries,
-    entry_hash,
-    format_time,
-    make_entry,
-    verify,
-)
+from regard.auditlog import log
+from regard.auditlog.log import *  # the names log.__all__ lists: the chain's and SQLite's table's
 
-__all__ = [
-    "AUDIT_SCHEMA",
-    "AUDIT_SCHEMA_STATEMENTS",
-    "GENESIS_HASH",
-    "AuditAction",
-    "AuditEntry",
-    "AuditError",
-    "ChainChecker",
-    "VerifyReport",
-    "append",
-    "canonical_json",
-    "check_details",
-    "create_schema",
-    "entries",
-    "entry_hash",
-    "format_time",
-    "make_entry",
-    "verify",
-]
+__all__ = log.__all__

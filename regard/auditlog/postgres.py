@@ -1,7 +1,8 @@
-"""The hash-chained audit log in PostgreSQL: the same entries, hashes and checks as `regard.auditlog.log`.
+"""The audit log in PostgreSQL: the same entries, hashes and checks as SQLite's (`log.py`).
 
-Only the SQL differs; hashing, canonical JSON, validation and chain checking are `log.py`'s own
-(`make_entry`, `ChainChecker`), so a log copied verbatim between backends verifies on either.
+Only the SQL and the connection's handling are here; building, hashing, validating, querying and
+checking entries are `regard.auditlog.chain`'s, shared with SQLite, so a log copied verbatim
+between backends verifies on either.
 
 Serialising appends. Several Regard processes, on several machines, may write one database. Each
 append reads the head row with `SELECT ... FOR UPDATE`, which makes every other appender wait until
@@ -12,35 +13,46 @@ of each write transaction (`lock_head`), which also serialises its writers as SQ
 so there is always a row to lock, even before the first entry.
 
 The tables, indexes and append-only triggers are created by the store's versioned migrations
-(regard/store/migrations/postgres/). `details` is TEXT, not JSONB: JSONB would rewrite the text and
+(regard/store/postgres/migrations/). `details` is TEXT, not JSONB: JSONB would rewrite the text and
 the hash is over the canonical text.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg.rows import tuple_row
 
-from regard.auditlog.log import (
+from regard.auditlog.chain import (
     COLUMNS,
+    SELECT_ALL,
+    SELECT_HEAD,
     AuditAction,
     AuditEntry,
     AuditError,
-    ChainChecker,
     VerifyReport,
-    canonical_json,
+    appendable_head,
+    check_chain,
     entries_query,
     entry_from_row,
-    format_time,
+    entry_row,
     make_entry,
+    stamp,
 )
 
 __all__ = ["append", "entries", "head", "head_locked", "lock_head", "request_head_lock", "verify"]
 
-def _execute(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> psycopg.Cursor[tuple[Any, ...]]:
+_SQL_INSERT = (
+    f"WITH entry AS (INSERT INTO audit_log ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "RETURNING seq, hash) UPDATE audit_head SET seq = entry.seq, hash = entry.hash FROM entry WHERE id = 1"
+)  # the entry and the head it becomes, in one statement
+
+
+def _execute(
+    conn: psycopg.Connection[Any], sql: str, params: Any = None
+) -> psycopg.Cursor[tuple[Any, ...]]:
     """Run a statement with rows as tuples, whatever the connection's own row factory."""
     return conn.cursor(row_factory=tuple_row).execute(sql, params)  # type: ignore[arg-type]
 
@@ -69,33 +81,25 @@ def head_locked(cursor: psycopg.Cursor[tuple[Any, ...]]) -> tuple[int, str]:
     """The (seq, hash) of the head row that `request_head_lock` locked, checked as `lock_head` says."""
     row = cursor.fetchone()
     if row is None:
-        raise AuditError("audit_head has no row: the schema is damaged; refusing to append until an operator has run verify")
-    seq, digest, tail = int(row[0]), str(row[1]), row[2]
-    if tail is not None and int(tail) > seq:
         raise AuditError(
-            f"the log holds entries up to seq {tail} past audit_head (seq {seq}); "
+            "audit_head has no row: the schema is damaged; "
             "refusing to append until an operator has run verify"
         )
-    return seq, digest
+    seq, digest, tail = row
+    return appendable_head(int(seq), str(digest), None if tail is None else int(tail))
 
 
 def head(conn: psycopg.Connection[Any]) -> tuple[int, str] | None:
     """The (seq, hash) the head row records, without locking; None if it has no row."""
-    row = _execute(conn, "SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+    row = _execute(conn, SELECT_HEAD).fetchone()
     return None if row is None else (int(row[0]), str(row[1]))
 
 
 def append(
-    conn: psycopg.Connection[Any],
-    *,
-    action: AuditAction,
-    actor: str,
-    collection: str | None,
-    purpose: str | None,
-    details: dict[str, Any],
-    now: datetime | None = None,
+    conn: psycopg.Connection[Any], *, action: AuditAction, actor: str, collection: str | None,
+    purpose: str | None, details: dict[str, Any], now: datetime | None = None,
     locked_head: tuple[int, str] | None = None,
-) -> AuditEntry:
+) -> AuditEntry:  # fmt: skip
     """Append one entry inside the caller's open transaction and return it (see log.append).
 
     `locked_head` is what `lock_head` returned earlier in this same transaction, when the caller
@@ -108,48 +112,16 @@ def append(
         raise AuditError("audit append needs the caller's transaction to be open")
     prev_seq, prev_hash = locked_head if locked_head is not None else lock_head(conn)
     entry = make_entry(
-        prev_seq=prev_seq,
-        prev_hash=prev_hash,
-        time=format_time(now if now is not None else datetime.now(timezone.utc)),
-        action=action,
-        actor=actor,
-        collection=collection,
-        purpose=purpose,
-        details=details,
-    )
-    conn.execute(
-        f"WITH entry AS (INSERT INTO audit_log ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-        "RETURNING seq, hash) UPDATE audit_head SET seq = entry.seq, hash = entry.hash FROM entry WHERE id = 1",
-        (
-            entry.seq,
-            entry.time,
-            entry.actor,
-            entry.action.value,
-            entry.collection,
-            entry.purpose,
-            canonical_json(entry.details),
-            entry.prev_hash,
-            entry.hash,
-        ),
-    )
+        prev_seq=prev_seq, prev_hash=prev_hash, time=stamp(now), action=action, actor=actor,
+        collection=collection, purpose=purpose, details=details,
+    )  # fmt: skip
+    conn.execute(_SQL_INSERT, entry_row(entry))
     return entry
 
 
-def entries(
-    conn: psycopg.Connection[Any],
-    *,
-    collection: str | None = None,
-    action: AuditAction | str | None = None,
-    actor: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int | None = None,
-    newest_first: bool = False,
-) -> list[AuditEntry]:
+def entries(conn: psycopg.Connection[Any], **filters: Any) -> list[AuditEntry]:
     """Entries matching every filter given, in seq order (see log.entries)."""
-    sql, params = entries_query(
-        "%s", collection=collection, action=action, actor=actor, since=since, until=until, limit=limit, newest_first=newest_first
-    )
+    sql, params = entries_query("%s", **filters)
     return [entry_from_row(row) for row in _execute(conn, sql, params).fetchall()]
 
 
@@ -164,13 +136,11 @@ def verify(
         raise AuditError("verify runs in a transaction of its own: call it with no transaction open")
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        recorded = head(conn)
         # The schema's placeholder row (seq 0) means "nothing appended yet", as a missing row does
         # in SQLite; a log with entries and such a head is reported as entries past the head.
-        checker = ChainChecker(recorded, anchor)
+        recorded = head(conn)
         with conn.cursor(name="regard_audit_verify", row_factory=tuple_row) as cursor:
             cursor.itersize = chunk_size
-            cursor.execute(f"SELECT {COLUMNS} FROM audit_log ORDER BY seq")
-            for row in cursor:
-                checker.add((int(row[0]), *row[1:]))  # type: ignore[arg-type]
-    return checker.finish()
+            cursor.execute(SELECT_ALL)
+            rows = ((int(row[0]), *row[1:]) for row in cursor)
+            return check_chain(recorded, rows, anchor)  # type: ignore[arg-type]
