@@ -3,7 +3,7 @@
     /healthz            liveness, anonymous (`?ready=1`: 200 once the models and store are ready, else 503)
     /readyz             readiness with details (any valid key)
     /v1/...             the native JSON API (bearer keys): regard/service/native.py
-    POST /              the Rekognition-compatible API (AWS SigV4): regard/service/rekognition.py
+    POST /              the Rekognition-compatible API (AWS SigV4): regard/service/rekognition/
     /console            the web console (signed-in sessions of the same keys): regard/console/; GET / goes there
     /openapi.json, /docs  the native API's description (no data)
 
@@ -141,7 +141,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
         return JSONResponse({"status": "ok"})
 
     from regard.service.native import router as native_router
-    from regard.service.rekognition import router as rekognition_router
+    from regard.service.rekognition.endpoint import router as rekognition_router
 
     @app.get("/docs", include_in_schema=False)
     def docs(request: Request) -> HTMLResponse:
