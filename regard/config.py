@@ -11,6 +11,7 @@
 | `REGARD_MAX_IMAGE_BYTES` | the service's largest image, bytes | 5 MiB (Rekognition's) |
 | `REGARD_MAX_PIXELS` | the service's largest image, pixels | 25,000,000 |
 | `REGARD_REQUEST_TIMEOUT` | seconds before a service request is answered 503 | 60 |
+| `REGARD_REPORTS_DIR` | the folder of `regard audit` reports the console's accuracy page lists | none |
 
 `<data>` is `$XDG_DATA_HOME/regard`, else `~/.local/share/regard`. The CLI and `regard serve` lay
 their options over these; `regard serve` hands its settings to its worker processes as arguments.
@@ -49,6 +50,7 @@ class Settings:
     max_image_bytes: int
     max_pixels: int
     request_timeout: float
+    reports_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -56,6 +58,7 @@ class Settings:
         data = Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "regard"
         cache = env.get("REGARD_CACHE_DIR")
         key = env.get("REGARD_MASTER_KEY_FILE")
+        reports = env.get("REGARD_REPORTS_DIR")
         return cls(
             store_url=env.get("REGARD_STORE") or None,
             data_dir=data,
@@ -67,6 +70,7 @@ class Settings:
             max_image_bytes=_whole(env, "REGARD_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES),
             max_pixels=_whole(env, "REGARD_MAX_PIXELS", SERVICE_MAX_PIXELS),
             request_timeout=_seconds(env, "REGARD_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT),
+            reports_dir=Path(reports) if reports else None,
         )
 
     @property

@@ -25,6 +25,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "max_pixels": args.max_pixels,
         "request_timeout": args.request_timeout,
         "master_key_file": Path(args.master_key) if args.master_key else None,
+        "reports_dir": Path(args.reports) if args.reports else None,
     }
     config = replace(ServiceConfig.from_env(), **{k: v for k, v in given.items() if v is not None})
     if (args.checkpoint_key is None) != (args.checkpoint_file is None):
@@ -62,6 +63,10 @@ def add_serve_command(sub: Any) -> None:
     serve.add_argument("--max-image-bytes", type=int, help=f"largest image accepted (default: $REGARD_MAX_IMAGE_BYTES, else {DEFAULT_MAX_IMAGE_BYTES})")
     serve.add_argument("--max-pixels", type=int, help=f"largest image in pixels (default: $REGARD_MAX_PIXELS, else {SERVICE_MAX_PIXELS})")
     serve.add_argument("--request-timeout", type=float, help=f"seconds before a request is abandoned (default: $REGARD_REQUEST_TIMEOUT, else {DEFAULT_REQUEST_TIMEOUT:g})")
+    serve.add_argument(
+        "--reports", metavar="DIR",
+        help="a folder of `regard audit` reports, one folder each, that the console's accuracy page lists (default: $REGARD_REPORTS_DIR, else none)",
+    )  # fmt: skip
     serve.add_argument("--graceful-seconds", type=int, default=30, help="on shutdown, time left to requests in flight (default %(default)s)")
     serve.add_argument("--checkpoint-key", metavar="KEY", help="sign the audit log's head with this key (regard log keygen) ...")
     serve.add_argument("--checkpoint-file", metavar="FILE", help="... and append the checkpoint to FILE (regard log verify --checkpoint)")

@@ -40,6 +40,7 @@ class ServiceConfig:
     max_pixels: int = SERVICE_MAX_PIXELS
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT  # seconds before a request is answered 503
     master_key_file: Path | None = None  # None: $REGARD_MASTER_KEY_FILE or the default (keys.py)
+    reports_dir: Path | None = None  # `regard audit` reports the console lists (--reports, $REGARD_REPORTS_DIR)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -58,6 +59,7 @@ class ServiceConfig:
             max_pixels=settings.max_pixels,
             request_timeout=settings.request_timeout,
             master_key_file=settings.master_key_file,
+            reports_dir=settings.reports_dir,
         )
 
 
