@@ -18,17 +18,8 @@ DEFAULT = "en"
 
 @lru_cache(maxsize=None)
 def _messages(lang: str) -> dict[str, str]:
-    folder = resources.files("regard.console") / "messages"
-    messages = dict(json.loads((folder / f"{lang}.json").read_text(encoding="utf-8")))
-    # While sections are being built, each keeps its messages in parts/<section>.<lang>.json.
-    for part in sorted((folder / "parts").iterdir(), key=lambda p: p.name):
-        if part.name.endswith(f".{lang}.json"):
-            found = json.loads(part.read_text(encoding="utf-8"))
-            clash = set(found) & set(messages)
-            if clash:
-                raise ValueError(f"{part.name} repeats messages {sorted(clash)}")
-            messages.update(found)
-    return messages
+    path = resources.files("regard.console") / "messages" / f"{lang}.json"
+    return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 def languages() -> list[str]:
