@@ -79,19 +79,22 @@ class Browser:
         field.send_keys(text)
 
     def submit(self, css: str) -> None:
-        """Click a submit button and wait for the next page."""
-        old = self.find("html")
+        """Click a button or link that loads another page, and wait for that page. The old document
+        is marked (a node of it going stale is not a reliable sign: while Chromium swaps documents,
+        asking fails with "Node with given id does not belong to the document" instead)."""
+        from selenium.common.exceptions import WebDriverException
+
+        self.driver.execute_script("window.__regardOldPage = true")
         self.find(css).click()
         deadline = time.monotonic() + 120
-        from selenium.common.exceptions import StaleElementReferenceException
-
         while time.monotonic() < deadline:
             try:
-                old.tag_name  # noqa: B018 - raises once the page has been replaced
-            except StaleElementReferenceException:
-                return
+                if self.driver.execute_script("return !window.__regardOldPage && document.readyState === 'complete'"):
+                    return
+            except WebDriverException:  # the document is being replaced
+                pass
             time.sleep(0.05)
-        raise AssertionError("the page did not change after submitting")
+        raise AssertionError(f"no new page after clicking {css}")
 
     @property
     def path(self) -> str:

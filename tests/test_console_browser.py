@@ -97,22 +97,8 @@ def _as(browser: Browser, console: Service, key: tuple[str, str]) -> None:  # no
 
 
 def _load(browser: Browser, css: str) -> None:  # noqa: F811
-    """Click a link or a button that loads another page, and wait for that page. (Browser.submit
-    watches the old page's node go stale; while Chromium swaps documents that check may fail with
-    "Node with given id does not belong to the document" instead, so this marks the old document.)"""
-    from selenium.common.exceptions import WebDriverException
-
-    browser.driver.execute_script("window.__regardOldPage = true")
-    browser.find(css).click()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if browser.driver.execute_script("return !window.__regardOldPage && document.readyState === 'complete'"):
-                return
-        except WebDriverException:  # the document is being replaced
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"no new page after clicking {css}")
+    """Click a link or a button that loads another page, and wait for that page."""
+    browser.submit(css)
 
 
 def _click(browser: Browser, css: str) -> None:  # noqa: F811
@@ -412,7 +398,7 @@ def test_an_admin_creates_a_key_that_works_then_revokes_it_and_it_is_refused(
     # The volunteer signs in with it, sees what it may, and signs out.
     _as(browser, console, (key_id, secret))
     assert "field volunteer" in browser.text
-    assert [a.text for a in browser.all("nav a")] == ["Collections", "Search"]  # its roles
+    assert [a.text for a in browser.all("nav a")] == ["Collections", "Search", "Accuracy"]  # its roles (and the accuracy reports, open to every key)
     kept = _client(browser, console)  # a second window of the volunteer's session, still open after the revocation
     assert kept.get("/console/search").status_code == 200
     _load(browser, "form[action='/console/sign-out'] button[type=submit]")
@@ -446,3 +432,11 @@ def test_an_admin_creates_a_key_that_works_then_revokes_it_and_it_is_refused(
     stopped = kept.get("/console/search", follow_redirects=False)
     assert stopped.status_code == 303 and stopped.headers["location"].startswith("/console/sign-in")
     kept.close()
+
+
+def test_a_detect_only_key_sees_only_what_it_may_use(browser: Browser, console: Service) -> None:  # noqa: F811
+    browser.sign_in(console.url, console.key("detect", name="newsroom"))
+    assert [a.text for a in browser.all("nav a")] == ["Redact", "Accuracy"]
+    browser.go(console.url, "/console/keys")
+    assert "may not" in browser.text  # refused on the server, not only hidden
+    browser.sign_out()
