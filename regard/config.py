@@ -12,6 +12,7 @@
 | `REGARD_MAX_PIXELS` | the service's largest image, pixels | 25,000,000 |
 | `REGARD_REQUEST_TIMEOUT` | seconds before a service request is answered 503 | 60 |
 | `REGARD_REPORTS_DIR` | the folder of `regard audit` reports the console's accuracy page lists | none |
+| `REGARD_CONSOLE_DIR` | the console's working folder (video jobs, photos waiting for a face to be picked), shared by the service's workers | a private folder in the temporary directory, per store |
 
 `<data>` is `$XDG_DATA_HOME/regard`, else `~/.local/share/regard`. The CLI and `regard serve` lay
 their options over these; `regard serve` hands its settings to its worker processes as arguments.
@@ -51,6 +52,7 @@ class Settings:
     max_pixels: int
     request_timeout: float
     reports_dir: Path | None = None
+    console_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +61,7 @@ class Settings:
         cache = env.get("REGARD_CACHE_DIR")
         key = env.get("REGARD_MASTER_KEY_FILE")
         reports = env.get("REGARD_REPORTS_DIR")
+        console = env.get("REGARD_CONSOLE_DIR")
         return cls(
             store_url=env.get("REGARD_STORE") or None,
             data_dir=data,
@@ -71,6 +74,7 @@ class Settings:
             max_pixels=_whole(env, "REGARD_MAX_PIXELS", SERVICE_MAX_PIXELS),
             request_timeout=_seconds(env, "REGARD_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT),
             reports_dir=Path(reports) if reports else None,
+            console_dir=Path(console) if console else None,
         )
 
     @property

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from regard.console.collections import Pending
+from regard.console.pending import Pending
 from regard.store import open_store
 from regard.store.core import Store
 from tests.conftest import TWO_PEOPLE, lfw
@@ -62,7 +62,7 @@ def _post(client: httpx.Client, page: str, action: str, data: dict[str, str], **
 
 
 def _pending_files(temp: Path) -> list[Path]:
-    return sorted(temp.glob("regard-console-enroll-*/*.photo"))
+    return sorted(temp.glob("regard-console-*/*/enroll/*.photo"))  # the console folder of this store
 
 
 def test_an_admin_creates_a_collection_and_an_enroll_key_cannot(service: Service, store: Store) -> None:

@@ -30,12 +30,13 @@ GROUP = FIXTURES / "2008_002470.jpg"  # 6 faces
 
 @pytest.fixture(scope="module")
 def jobs_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("console-jobs")
+    """The jobs' folder inside the console's working folder ($REGARD_CONSOLE_DIR)."""
+    return tmp_path_factory.mktemp("console") / "jobs"
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, jobs_folder: Path) -> Iterator[Service]:
-    with running_service(tmp_path_factory.mktemp("console-redact"), env={"REGARD_CONSOLE_JOBS": str(jobs_folder)}) as svc:
+    with running_service(tmp_path_factory.mktemp("console-redact"), env={"REGARD_CONSOLE_DIR": str(jobs_folder.parent)}) as svc:
         yield svc
 
 

@@ -21,7 +21,7 @@ from regard.console.render import HEADERS
 from regard.console.routes import router
 from regard.console.session import BadCsrf, SignedOut
 
-SECTIONS: list[str] = ["redact", "collections", "search", "audit", "accuracy", "keys"]
+SECTIONS: list[str] = ["redact", "collections", "enroll", "search", "audit", "accuracy", "keys"]
 """The modules of the console's sections (regard.console.<name>), each with its own `router`."""
 
 

@@ -11,58 +11,35 @@ A photo in which several faces could be the person's is not enrolled (gallery's 
 the page draws its faces, numbered as `regard detect` numbers them, and asks which one. Until the
 choice the photo waits in a temporary file of this process (`Pending`), usable only by the key that
 uploaded it, deleted once the choice is made or after `PENDING_MINUTES`, whichever comes first.
+Enrolling lives in enroll.py, the waiting photos in pending.py.
 """
 
 from __future__ import annotations
 
-import atexit
-import io
-import json
-import os
-import re
-import secrets
-import shutil
-import tempfile
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
-from PIL import Image, ImageDraw, ImageFont
-from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
-from regard import gallery
 from regard.console.common import form, see_other, signed_in, state
 from regard.console.i18n import Words
-from regard.console.render import data_uri, page, words_for
+from regard.console.pending import _when, pending_for
+from regard.console.render import page, words_for
 from regard.console.session import Session
 from regard.errors import (
     AlreadyExistsError,
-    ConsentError,
-    ImageError,
     InvalidArgumentError,
     NotFoundError,
 )
 from regard.face import QualityLevel
 from regard.match import DEFAULT_FPIR
 from regard.service.errors import classify
-from regard.service.state import ServiceState, declared_pixels
+from regard.service.state import ServiceState
 from regard.store.base import ID_PATTERN, Collection, ConsentBasis, Person, Role
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
-PENDING_MINUTES = 15
-"""How long a photo waiting for its face to be picked is kept, at most."""
-PENDING_PER_KEY = 20
-"""Photos waiting for a choice per key at most; the oldest goes first."""
-PREVIEW_SIDE = 1280
-"""The longest side of a photo as drawn in the page, in pixels."""
-_USABLE = (11, 92, 173)  # a face that could be the person's: the console's blue
-_UNUSABLE = (90, 90, 90)  # a face below the quality gate: grey
 
 
 # ---------------------------------------------------------------- who may see and do what
@@ -116,10 +93,6 @@ def expectation_words(service: ServiceState, collection: Collection, words: Word
             source=store.table.source.split(":")[0],
         )
     return text
-
-
-def _when(value: datetime | None) -> str:
-    return "" if value is None else value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @dataclass(frozen=True)
@@ -371,7 +344,8 @@ async def _erase(request: Request, collection_id: str, person_id: str, session: 
     data = await form(request, session)
     _enroller(session, collection_id)
     words = words_for(request)
-    store = state(request).store
+    service = state(request)
+    store = service.store
     store.get_person(collection_id, person_id)  # an unknown person: 404
     reason = str(data.get("reason") or "").strip()
     if not reason:
@@ -380,7 +354,7 @@ async def _erase(request: Request, collection_id: str, person_id: str, session: 
         )
     erase = store.forget_person if forget else store.revoke_consent
     erased = erase(collection_id, person_id, actor=session.caller.actor, reason=reason)
-    PENDING.drop(collection_id, person_id)  # photos of theirs waiting for a face to be picked go too
+    pending_for(service.config).drop(collection_id, person_id)  # photos of theirs waiting for a face to be picked go too
     return _back(collection_id, "forgotten" if forget else "revoked", person_id, erased)
 
 
@@ -396,352 +370,3 @@ async def forget_person(
     request: Request, collection_id: str, person_id: str, session: Session = Depends(signed_in)
 ) -> Response:
     return await _erase(request, collection_id, person_id, session, forget=True)
-
-
-# ---------------------------------------------------------------- photos waiting for a face to be picked
-
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")
-
-
-class Pending:
-    """Photos waiting for their person's face to be picked: each a file in a private temporary
-    folder of this process (mode 0700, files 0600), named by a random token and bound to the key
-    that uploaded it, the collection and the person. A photo goes once its face is picked, once
-    its person's consent is revoked or they are forgotten, after `PENDING_MINUTES` (a background
-    sweep), or when the process ends."""
-
-    def __init__(self, minutes: float = PENDING_MINUTES) -> None:
-        self.seconds = minutes * 60
-        self._lock = threading.Lock()
-        self._dir: str | None = None
-        self._sweeper: threading.Thread | None = None
-
-    def _folder(self) -> str:
-        with self._lock:
-            if self._dir is None or not os.path.isdir(self._dir):
-                self._dir = tempfile.mkdtemp(prefix="regard-console-enroll-")
-                atexit.register(shutil.rmtree, self._dir, True)
-            if self._sweeper is None or not self._sweeper.is_alive():
-                self._sweeper = threading.Thread(target=self._sweep_forever, name="regard-console-pending", daemon=True)
-                self._sweeper.start()
-            return self._dir
-
-    def _paths(self, token: str) -> tuple[str, str]:
-        folder = self._folder()
-        return os.path.join(folder, f"{token}.photo"), os.path.join(folder, f"{token}.json")
-
-    @staticmethod
-    def _write(path: str, data: bytes) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-
-    def put(self, key_id: str, collection: str, person: str, name: str, photo: bytes, faces: list[dict[str, Any]]) -> str:
-        """Keep a photo for its face to be picked; its token."""
-        token = secrets.token_urlsafe(24)  # 32 characters
-        photo_path, meta_path = self._paths(token)
-        meta = {"key": key_id, "collection": collection, "person": person, "name": name, "created": time.time(), "faces": faces}
-        self._write(photo_path, photo)
-        self._write(meta_path, json.dumps(meta).encode())
-        mine = self._all(lambda m: m["key"] == key_id)
-        for old in sorted(mine, key=lambda m: m["created"])[:-PENDING_PER_KEY]:
-            self._remove(old["token"])
-        return token
-
-    def _meta(self, token: str) -> dict[str, Any] | None:
-        if not _TOKEN.fullmatch(token):
-            return None
-        _, meta_path = self._paths(token)
-        try:
-            with open(meta_path, encoding="utf-8") as source:
-                meta = dict(json.load(source))
-        except (OSError, ValueError):
-            return None
-        if time.time() - float(meta["created"]) > self.seconds:
-            self._remove(token)
-            return None
-        meta["token"] = token
-        meta["expires"] = _when(datetime.fromtimestamp(float(meta["created"]) + self.seconds, timezone.utc))
-        return meta
-
-    def _all(self, keep: Any) -> list[dict[str, Any]]:
-        found = []
-        for entry in sorted(os.listdir(self._folder())):
-            if entry.endswith(".json"):
-                meta = self._meta(entry[: -len(".json")])
-                if meta is not None and keep(meta):
-                    found.append(meta)
-        return found
-
-    def _remove(self, token: str) -> None:
-        for path in self._paths(token):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-
-    def waiting(self, key_id: str, collection: str, person: str) -> list[dict[str, Any]]:
-        """The photos this key uploaded for this person that wait for a choice, oldest first."""
-        found = self._all(lambda m: (m["key"], m["collection"], m["person"]) == (key_id, collection, person))
-        return sorted(found, key=lambda m: m["created"])
-
-    def get(self, token: str, key_id: str, collection: str, person: str) -> tuple[dict[str, Any], bytes] | None:
-        """A waiting photo and what is known of it, if this key uploaded it for this person."""
-        meta = self._meta(token)
-        if meta is None or (meta["key"], meta["collection"], meta["person"]) != (key_id, collection, person):
-            return None
-        photo_path, _ = self._paths(token)
-        try:
-            with open(photo_path, "rb") as source:
-                return meta, source.read()
-        except OSError:
-            return None
-
-    def take(self, token: str, key_id: str, collection: str, person: str) -> tuple[dict[str, Any], bytes] | None:
-        """`get`, and the photo is deleted."""
-        found = self.get(token, key_id, collection, person)
-        if found is not None:
-            self._remove(token)
-        return found
-
-    def drop(self, collection: str, person: str) -> None:
-        """Delete every photo waiting for this person, whoever uploaded it."""
-        for meta in self._all(lambda m: (m["collection"], m["person"]) == (collection, person)):
-            self._remove(meta["token"])
-
-    def sweep(self) -> None:
-        """Delete every file older than the time a photo is kept."""
-        folder = self._dir
-        if folder is None or not os.path.isdir(folder):
-            return
-        for entry in os.listdir(folder):
-            path = os.path.join(folder, entry)
-            try:
-                if time.time() - os.lstat(path).st_mtime > self.seconds:
-                    os.unlink(path)
-            except FileNotFoundError:
-                pass
-
-    def _sweep_forever(self) -> None:
-        """The background sweep, while the folder is there (the next photo kept starts it again)."""
-        while self._dir is not None and os.path.isdir(self._dir):
-            time.sleep(min(60.0, self.seconds / 4))
-            try:
-                self.sweep()
-            except OSError:  # the folder went: the thread ends
-                break
-
-
-PENDING = Pending()
-
-
-# ---------------------------------------------------------------- enrolling photos
-
-
-@dataclass
-class Outcome:
-    """What became of one uploaded photo."""
-
-    name: str
-    kind: str  # enrolled, skipped, choose, no_usable_face, no_face, error
-    face_ids: list[str] = field(default_factory=list)
-    boxes: list[dict[str, float]] = field(default_factory=list)
-    faces: list[dict[str, Any]] = field(default_factory=list)  # every face found, numbered, with its reasons
-    message: str = ""
-
-
-def _faces_of(not_enrolled: list[gallery.NotEnrolled]) -> list[dict[str, Any]]:
-    """The faces of a photo that was not enrolled, numbered as regard detect numbers them (from 1)."""
-    return [
-        {
-            "number": n.index + 1,
-            "box": {k: round(float(v), 1) for k, v in n.face.box.to_dict().items()},
-            "usable": gallery.Reason.MULTIPLE_FACES in n.reasons,
-            "reasons": [r.value for r in n.reasons],
-        }
-        for n in sorted(not_enrolled, key=lambda n: n.index)
-    ]
-
-
-def _enroll_one(
-    service: ServiceState, collection_id: str, person_id: str, key_id: str, actor: str, name: str, photo: bytes,
-    choice: gallery.FaceChoice | None = None,
-) -> Outcome:  # fmt: skip
-    """Enroll one photo (the library decides whose face it is); a photo with several faces that
-    could be the person's waits for a choice (`PENDING`)."""
-    held = service.pixels.acquire(declared_pixels([photo]))
-    try:
-        result = gallery.enroll(
-            service.store,
-            collection_id,
-            photo,
-            person_id=person_id,
-            actor=actor,
-            max_pixels=service.config.max_pixels,
-            face=choice,
-        )
-    except (ImageError, ConsentError, InvalidArgumentError) as exc:
-        return Outcome(name, "error", message=str(exc))
-    finally:
-        service.pixels.release(held)
-    if result.skipped:
-        return Outcome(name, "skipped")
-    if result.enrolled:
-        return Outcome(
-            name,
-            "enrolled",
-            face_ids=[r.face_id for r in result.enrolled],
-            boxes=[{"left": r.box[0], "top": r.box[1], "width": r.box[2], "height": r.box[3]} for r in result.enrolled],
-        )
-    faces = _faces_of(result.not_enrolled)
-    if any(f["usable"] for f in faces):
-        token = PENDING.put(key_id, collection_id, person_id, name, photo, faces)
-        return Outcome(name, "choose", faces=faces, message=token)
-    return Outcome(name, "no_usable_face" if faces else "no_face", faces=faces)
-
-
-def _draw(photo: bytes, faces: list[dict[str, Any]], max_pixels: int) -> str:
-    """The photo (at most PREVIEW_SIDE pixels a side) with every face outlined and numbered: blue if
-    it could be the person's, grey if below the quality gate. A JPEG data URI for the page."""
-    rgb, _ = gallery.decode_photo(photo, max_pixels)
-    image = Image.fromarray(rgb).convert("RGB")
-    scale = min(1.0, PREVIEW_SIDE / max(image.size))
-    if scale < 1.0:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
-    draw = ImageDraw.Draw(image)
-    line = max(2, round(max(image.size) / 300))
-    font = ImageFont.load_default(size=max(16, round(max(image.size) / 30)))
-    for face in faces:
-        box = face["box"]
-        colour = _USABLE if face["usable"] else _UNUSABLE
-        left, top = box["left"] * scale, box["top"] * scale
-        right, bottom = left + box["width"] * scale, top + box["height"] * scale
-        draw.rectangle([left, top, right, bottom], outline=colour, width=line)
-        label = str(face["number"])
-        x0, y0, x1, y1 = draw.textbbox((0, 0), label, font=font)
-        width, height = x1 - x0 + 10, y1 - y0 + 8
-        label_top = top - height if top - height >= 0 else bottom
-        draw.rectangle([left, label_top, left + width, label_top + height], fill=colour)
-        draw.text((left + 5 - x0, label_top + 4 - y0), label, fill=(255, 255, 255), font=font)
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=85)
-    return data_uri(buffer.getvalue(), "image/jpeg")
-
-
-def _choices(service: ServiceState, session: Session, collection_id: str, person_id: str) -> list[dict[str, Any]]:
-    """The photos this key uploaded for the person that wait for a face to be picked, drawn."""
-    shown = []
-    for meta in PENDING.waiting(session.caller.key.key_id, collection_id, person_id):
-        found = PENDING.get(meta["token"], session.caller.key.key_id, collection_id, person_id)
-        if found is None:
-            continue
-        try:
-            image = _draw(found[1], meta["faces"], service.config.max_pixels)
-        except ImageError:
-            continue
-        shown.append({**meta, "image": image})
-    return shown
-
-
-def _enroll_page(
-    request: Request,
-    session: Session,
-    collection_id: str,
-    person_id: str,
-    *,
-    outcomes: list[Outcome] | None = None,
-    error: str | None = None,
-    status: int = 200,
-    enrolled: str | None = None,
-) -> Response:
-    service = state(request)
-    store = service.store
-    words = words_for(request)
-    collection = store.get_collection(collection_id)
-    person = _person_view(store.get_person(collection_id, person_id), words, datetime.now(timezone.utc))
-    faces = store.list_faces(collection_id, person_id)
-    return page(
-        request,
-        "collections_enroll.html",
-        session=session,
-        status=status,
-        collection=collection,
-        person=person,
-        faces=faces,
-        when={f.face_id: _when(f.created_at) for f in faces},
-        outcomes=outcomes or [],
-        choices=_choices(service, session, collection_id, person_id),
-        error=error,
-        enrolled=enrolled if enrolled in {f.face_id for f in faces} else None,
-        minutes=PENDING_MINUTES,
-    )
-
-
-@router.get("/collections/{collection_id}/persons/{person_id}/enroll", response_class=HTMLResponse)
-def enroll_page(
-    request: Request, collection_id: str, person_id: str, enrolled: str | None = None, session: Session = Depends(signed_in)
-) -> Response:
-    _enroller(session, collection_id)
-    return _enroll_page(request, session, collection_id, person_id, enrolled=enrolled)
-
-
-@router.post("/collections/{collection_id}/persons/{person_id}/enroll", response_class=HTMLResponse)
-async def enroll(request: Request, collection_id: str, person_id: str, session: Session = Depends(signed_in)) -> Response:
-    data = await form(request, session)
-    _enroller(session, collection_id)
-    words = words_for(request)
-    service = state(request)
-    person = service.store.get_person(collection_id, person_id)  # an unknown person: 404
-    if person.consent is None or not person.consent.valid_at(datetime.now(timezone.utc)):
-        return _enroll_page(request, session, collection_id, person_id, error=words("collections.enroll.no_consent"), status=409)
-    uploads = [u for u in data.getlist("photos") if isinstance(u, UploadFile)]
-    limit = service.config.max_image_bytes
-    outcomes: list[Outcome] = []
-    for upload in uploads:
-        photo = await upload.read()
-        name = (upload.filename or "").strip() or words("collections.enroll.unnamed")
-        if not photo:
-            continue
-        if len(photo) > limit:
-            outcomes.append(Outcome(name, "error", message=words("collections.enroll.too_large", size=len(photo), limit=limit)))
-            continue
-        outcomes.append(
-            await run_in_threadpool(
-                _enroll_one, service, collection_id, person_id, session.caller.key.key_id, session.caller.actor, name, photo
-            )
-        )
-    if not outcomes:
-        return _enroll_page(request, session, collection_id, person_id, error=words("collections.enroll.need_photo"), status=400)
-    return _enroll_page(request, session, collection_id, person_id, outcomes=outcomes)
-
-
-@router.post("/collections/{collection_id}/persons/{person_id}/enroll/choose", response_class=HTMLResponse)
-async def choose(request: Request, collection_id: str, person_id: str, session: Session = Depends(signed_in)) -> Response:
-    data = await form(request, session)
-    _enroller(session, collection_id)
-    words = words_for(request)
-    service = state(request)
-    service.store.get_person(collection_id, person_id)  # an unknown person: 404
-    key_id = session.caller.key.key_id
-    token = str(data.get("token") or "")
-    found = PENDING.get(token, key_id, collection_id, person_id)
-    if found is None:
-        return _enroll_page(request, session, collection_id, person_id, error=words("collections.enroll.gone"), status=410)
-    meta, _ = found
-    usable = {int(f["number"]) for f in meta["faces"] if f["usable"]}
-    try:
-        number = int(str(data.get("face") or ""))
-    except ValueError:
-        number = 0
-    if number not in usable:
-        return _enroll_page(request, session, collection_id, person_id, error=words("collections.enroll.pick_one"), status=400)
-    taken = PENDING.take(token, key_id, collection_id, person_id)  # the photo is deleted now, whatever follows
-    if taken is None:
-        return _enroll_page(request, session, collection_id, person_id, error=words("collections.enroll.gone"), status=410)
-    outcome = await run_in_threadpool(
-        _enroll_one, service, collection_id, person_id, key_id, session.caller.actor, meta["name"], taken[1],
-        gallery.FaceChoice(index=number - 1),
-    )  # fmt: skip
-    if outcome.kind == "enrolled":
-        return see_other(f"/console/collections/{collection_id}/persons/{person_id}/enroll?enrolled={outcome.face_ids[0]}")
-    return _enroll_page(request, session, collection_id, person_id, outcomes=[outcome])

@@ -17,8 +17,8 @@ What is kept, and for how long:
 process stopped (the server restarted) stops being updated: after STALE seconds it is marked
 failed and its input deleted.
 
-The jobs folder is ServiceConfig.extra["console_jobs"], else $REGARD_CONSOLE_JOBS, else a private
-folder (0700) in the system's temporary directory, one per store the server serves.
+The jobs folder is <console_dir>/jobs (ServiceConfig.console_dir, $REGARD_CONSOLE_DIR), else a
+private folder (0700) in the system's temporary directory, one per store the server serves.
 
 Jobs run in a background thread of the process that accepted them, RUNNING_AT_ONCE at a time per
 process (the others wait, queued).
@@ -54,8 +54,6 @@ RUNNING_AT_ONCE = 1
 """Jobs worked on at once in one process (a video uses the detector for all its frames)."""
 PROGRESS_EVERY = 0.5
 """Seconds between two writes of a running job's progress."""
-JOBS_ENV = "REGARD_CONSOLE_JOBS"
-
 QUEUED, RUNNING, DONE, FAILED, DOWNLOADED = "queued", "running", "done", "failed", "downloaded"
 FINISHED = frozenset({DONE, FAILED, DOWNLOADED})
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")
@@ -285,7 +283,7 @@ def _private_folder(folder: Path) -> Path:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = os.lstat(folder)
     if not stat.S_ISDIR(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
-        raise RegardError(f"{folder}: the console's jobs folder must be a directory owned by this user")
+        raise RegardError(f"{folder}: the console's working folder must be a directory owned by this user")
     if stat.S_IMODE(info.st_mode) & 0o077:
         os.chmod(folder, 0o700)
     return folder
@@ -295,8 +293,16 @@ def default_folder(store_url: str | None) -> Path:
     """A private folder in the system's temporary directory for the server of this store (its
     workers share it)."""
     user = str(os.getuid()) if hasattr(os, "getuid") else "user"
-    base = _private_folder(Path(tempfile.gettempdir()) / f"regard-console-jobs-{user}")
+    base = _private_folder(Path(tempfile.gettempdir()) / f"regard-console-{user}")
     return base / hashlib.sha256((store_url or "default").encode()).hexdigest()[:16]
+
+
+def console_folder(config: Any) -> Path:
+    """The console's working folder for a server's configuration (a ServiceConfig): its
+    `console_dir`, else `default_folder` of its store. Video jobs and photos waiting for a face
+    to be picked live in it, so every worker of the server sees them."""
+    configured = getattr(config, "console_dir", None)
+    return _private_folder(Path(configured) if configured else default_folder(getattr(config, "store_url", None)))
 
 
 _stores: dict[Path, JobStore] = {}
@@ -305,8 +311,7 @@ _stores_lock = threading.Lock()
 
 def jobs_for(config: Any) -> JobStore:
     """The job store of a server's configuration (a ServiceConfig), one per folder and process."""
-    configured = (getattr(config, "extra", None) or {}).get("console_jobs") or os.environ.get(JOBS_ENV)
-    folder = Path(configured) if configured else default_folder(getattr(config, "store_url", None))
+    folder = console_folder(config) / "jobs"
     with _stores_lock:
         found = _stores.get(folder)
         if found is None:

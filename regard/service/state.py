@@ -41,6 +41,7 @@ class ServiceConfig:
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT  # seconds before a request is answered 503
     master_key_file: Path | None = None  # None: $REGARD_MASTER_KEY_FILE or the default (keys.py)
     reports_dir: Path | None = None  # `regard audit` reports the console lists (--reports, $REGARD_REPORTS_DIR)
+    console_dir: Path | None = None  # the console's working folder, shared by the workers ($REGARD_CONSOLE_DIR)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -60,6 +61,7 @@ class ServiceConfig:
             request_timeout=settings.request_timeout,
             master_key_file=settings.master_key_file,
             reports_dir=settings.reports_dir,
+            console_dir=settings.console_dir,
         )
 
 
