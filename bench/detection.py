@@ -40,6 +40,8 @@ photo's megapixels (the canvas's on a canvas), and the sum over photos of each p
 
 from __future__ import annotations
 
+import datasets  # bench/datasets.py: the data, and a clear refusal without it
+
 import argparse
 import json
 import math
@@ -254,6 +256,7 @@ def main() -> None:
         help="run face_recognition HOG on the canvases too (very slow)",
     )
     args = parser.parse_args()
+    datasets.require(args.data, "dlib")
     sizes = [float(s) for s in args.sizes.split(",") if s.strip()]
     min_faces = [float(m) for m in args.min_face.split(",") if m.strip()]
 

@@ -43,6 +43,8 @@ face_recognition needs the `bench` extra; without it (or with --no-peer) only Re
 
 from __future__ import annotations
 
+import datasets  # bench/datasets.py: the data, and a clear refusal without it
+
 import argparse
 import hashlib
 import json
@@ -379,6 +381,7 @@ def main() -> None:
     parser.add_argument("--no-cache", action="store_true", help="embed again, ignoring the cached embeddings")
     parser.add_argument("--no-peer", action="store_true", help="do not run face_recognition")
     args = parser.parse_args()
+    datasets.require(args.data, "lfw")
     if args.splits < 1:
         parser.error("--splits must be at least 1")
 

@@ -22,6 +22,8 @@ face_recognition 1.3.0 installed with --no-deps); without it, or with --no-peer,
 
 from __future__ import annotations
 
+import datasets  # bench/datasets.py: the data, and a clear refusal without it
+
 import argparse
 import json
 import os
@@ -256,6 +258,7 @@ def main() -> None:
     parser.add_argument("--no-peer", action="store_true", help="do not run face_recognition")
     parser.add_argument("--timing-only", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    datasets.require(args.data, "lfw", pairs=True)
 
     if args.timing_only:
         _set_threads(args.timing_only)

@@ -14,6 +14,8 @@ Output: a table on stdout, JSON in bench/results/load.json (or --out).
 
 from __future__ import annotations
 
+import datasets  # bench/datasets.py: the data, and a clear refusal without it
+
 import argparse
 import json
 import os
@@ -126,6 +128,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
+    datasets.require(args.data, "lfw")
     os.environ.setdefault("REGARD_THREADS", "1")
 
     from regard import detect

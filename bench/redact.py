@@ -24,6 +24,8 @@ medians of --repeat runs are reported, with ratios: the machine may be shared.
 
 from __future__ import annotations
 
+import datasets  # bench/datasets.py: the data, and a clear refusal without it
+
 import argparse
 import json
 import os
@@ -178,6 +180,7 @@ def main() -> None:
     parser.add_argument("--video-size", default="960x540")
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
+    datasets.require(args.data, "dlib")
 
     import cv2
     from deface import deface as deface_cli

@@ -77,6 +77,8 @@ Output: a table on stdout, and JSON in bench/results/search.json (or --out).
 
 from __future__ import annotations
 
+import datasets  # bench/datasets.py: the data, and a clear refusal without it
+
 import argparse
 import gc
 import json
@@ -780,6 +782,8 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not args.worker:  # a worker gets its gallery from --worker-dir
+        datasets.require(args.data, "lfw")
     args.ef = [int(x) for x in str(args.ef).split(",") if x]
     if args.m is None or args.ef_construction is None:
         from regard.index import approximate

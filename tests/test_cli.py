@@ -100,3 +100,13 @@ def test_models_lists_verified_files():
     assert {"centerface", "dlib-resnet"} <= names
     assert all(row["status"].startswith("ok") for row in rows)
     assert all(len(row["sha256"]) == 64 for row in rows)
+
+
+def test_version_prints_the_package_version() -> None:
+    import subprocess
+    import sys
+
+    import regard
+
+    done = subprocess.run([sys.executable, "-m", "regard.cli", "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == f"regard {regard.__version__}"

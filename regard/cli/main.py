@@ -23,7 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     from regard.cli.store import add_store_commands
     from regard.image import DEFAULT_MAX_PIXELS
 
+    from regard import __version__
+
     parser = argparse.ArgumentParser(prog="regard", description="Self-hosted, accountable face recognition.")
+    parser.add_argument("--version", action="version", version=f"regard {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON for machines")
