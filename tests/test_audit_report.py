@@ -250,6 +250,7 @@ def test_report_files_html_plots_and_schema(audit, tmp_path):
 
 def test_cli_calibrates_applies_a_threshold_and_appends_to_a_card(tmp_path, capsys):
     store = f"sqlite:///{tmp_path / 'regard.db'}"
+    assert cli_main(["init", "--store", store, "--master-key", str(tmp_path / "master.key")]) == 0
     assert cli_main(["collection", "create", "staff", "--purpose", "door access", "--store", store, "--actor", "alice"]) == 0
     card = tmp_path / "CARD.md"
     card.write_text("# Card\n")

@@ -35,6 +35,10 @@ def test_ordinary_mistakes_get_one_line_and_exit_2(fixtures, tmp_path):
     missing = run("detect", str(fixtures / "2008_002470.jpg"), "--draw", str(tmp_path / "no" / "such" / "x.png"))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr and "x.png" in missing.stderr
     store = f"sqlite:///{tmp_path / 's.db'}"
+    unknown = run("collection", "create", "c", "--purpose", "p", "--store", store)  # a typo must create nothing
+    assert unknown.returncode != 0 and "regard init" in unknown.stderr and not (tmp_path / "s.db").exists()
+    assert run("init", "--store", store, "--master-key", str(tmp_path / "master.key")).returncode == 0
+    assert oct((tmp_path / "master.key").stat().st_mode & 0o777) == "0o600"
     assert run("collection", "create", "c", "--purpose", "p", "--store", store).returncode == 0
     assert run("person", "add", "c", "ann", "--store", store).returncode == 0
     tomorrow = run("consent", "record", "c", "ann", "--basis", "consent", "--expires", "tomorrow", "--store", store)

@@ -19,6 +19,7 @@ def make_runner(tmp_path):
             [sys.executable, "-m", "regard.cli", *args], capture_output=True, text=True, timeout=300, env=env
         )
 
+    assert run("init", "--master-key", str(tmp_path / "master.key")).returncode == 0  # the store, on purpose
     return run
 
 

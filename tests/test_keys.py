@@ -261,6 +261,7 @@ def test_the_rate_limiter_is_exact_under_threads() -> None:
 def test_the_keys_command(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("REGARD_STORE", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("REGARD_MASTER_KEY_FILE", str(tmp_path / "master.key"))
+    assert main(["init"]) == 0
     code = main(
         ["keys", "create", "--name", "ci", "--role", "search", "--role", "detect", "--collection", "staff",
          "--purpose", "badge check", "--rate-per-minute", "30", "--actor", "alice"]

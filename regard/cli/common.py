@@ -49,7 +49,10 @@ def add_actor_option(parser: argparse.ArgumentParser) -> None:
 
 
 def open_store(args: argparse.Namespace) -> Any:
-    """The store the command's --store names (or the default one)."""
+    """The store the command's --store (or $REGARD_STORE) names, which must exist (`regard init`
+    creates one); or the user's default store, created on first use."""
+    from regard import config
     from regard.store import open_store as open_url
 
-    return open_url(args.store)
+    named = args.store or config.current().store_url
+    return open_url(named, create=named is None)

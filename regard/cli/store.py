@@ -35,6 +35,31 @@ def _photos(paths: list[str]) -> list[Path]:
 # ---------------------------------------------------------------- collection
 
 
+def _init(args: argparse.Namespace) -> int:
+    """Create a store on purpose (every other command refuses a named store that does not exist),
+    and the service's master key if there is none."""
+    from regard import config
+    from regard.service.keys import KeyRing
+    from regard.store import default_store_url, open_store
+
+    url = args.store or config.current().store_url or default_store_url()
+    existed = not url.startswith("sqlite:///") or Path(url[len("sqlite:///") :]).is_file()
+    store = open_store(url, create=True)
+    try:
+        key_path = Path(args.master_key) if args.master_key else config.current().default_master_key_file
+        had_key = key_path.exists()
+        KeyRing(store, key_path)._master(create=True)  # noqa: SLF001 - the one place that creates it on purpose
+    finally:
+        store.close()
+    lines = [f"store {url}: " + ("exists already, brought up to date" if existed else "created")]
+    lines.append(
+        f"master key {key_path}: exists already" if had_key else
+        f"master key {key_path}: created (mode 600). Back it up and keep it secret: every API key's secret derives from it"
+    )  # fmt: skip
+    _out(args, {"store": url, "created": not existed, "master_key": str(key_path), "master_key_created": not had_key}, "\n".join(lines))
+    return EXIT_OK
+
+
 def _collection(args: argparse.Namespace) -> int:
     from regard.face import QualityLevel
 
@@ -439,6 +464,9 @@ def add_store_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         p = sub.add_parser(name, help=help, parents=[store_opts])
         p.set_defaults(func=func)
         return p
+
+    init = command("init", "create a store (and the service's master key) on purpose", _init)
+    init.add_argument("--master-key", help="where the master key goes (default: $REGARD_MASTER_KEY_FILE, else the data folder)")
 
     collection = command("collection", "create, list, describe or delete collections", _collection)
     c_sub = collection.add_subparsers(dest="action", required=True)

@@ -140,7 +140,7 @@ class ServiceState:
         from regard.store import open_store
 
         self.config = config
-        self.store = open_store(config.store_url)
+        self.store = open_store(config.store_url, create=config.store_url is None)  # a named store must exist
         self.keys = KeyRing(self.store, config.master_key_file)
         self.limiter = RateLimiter()
         self.pixels = PixelBudget(PIXEL_BUDGET_IMAGES * config.max_pixels, wait_seconds=min(30.0, config.request_timeout / 2))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from regard.errors import InvalidArgumentError
+from regard.errors import InvalidArgumentError, NotFoundError
 from regard.store.base import (
     ApiKey,
     Candidate,
@@ -33,6 +33,7 @@ from regard.store.core import Store
 
 __all__ = [
     "ApiKey",
+    "NoStoreError",
     "Candidate",
     "Collection",
     "Consent",
@@ -57,9 +58,18 @@ def default_store_url() -> str:
     return config.current().default_store_url
 
 
-def open_store(url: str | None = None) -> Store:
-    """Open (creating if needed) the store at a URL: `sqlite:///relative/or//absolute/path.db`, or
-    `postgresql://user:password@host:port/database` (schema migrations are applied on open)."""
+class NoStoreError(NotFoundError):
+    """The URL names a store that does not exist (and `create` was not asked for)."""
+
+
+def open_store(url: str | None = None, *, create: bool = True) -> Store:
+    """Open the store at a URL: `sqlite:///relative/or//absolute/path.db`, or
+    `postgresql://user:password@host:port/database` (schema migrations are applied on open).
+
+    With `create` (the library's default) a SQLite file that does not exist is created, with its
+    folders. Without it (the CLI and `regard serve`, for any store but the user's default one) a
+    missing file raises NoStoreError and nothing is created on disk: a mistyped URL must not
+    start a new, empty store. `regard init` creates one on purpose."""
     url = url or default_store_url()
     if url.startswith("sqlite:///"):
         from regard.store.sqlite import SQLiteStore
@@ -67,6 +77,11 @@ def open_store(url: str | None = None) -> Store:
         path = url[len("sqlite:///") :]
         if not path:
             raise InvalidArgumentError("a sqlite store URL needs a file path: sqlite:///path/regard.db")
+        if not create and not Path(path).is_file():
+            raise NoStoreError(
+                f"there is no store at {url} (no file {path}); nothing was created. "
+                f"Check the URL, or create the store: regard init --store {url}"
+            )
         return SQLiteStore(Path(path))
     if url.startswith(("postgresql://", "postgres://")):
         try:
