@@ -15,6 +15,7 @@ from regard.cli.common import error as _error
 
 def build_parser() -> argparse.ArgumentParser:
     from regard.cli.audit import add_audit_command
+    from regard.cli.doctor import add_doctor_command
     from regard.cli.faces import add_face_commands
     from regard.cli.keys import add_key_commands
     from regard.cli.migrate import add_migrate_command
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_key_commands(sub)
     add_redact_command(sub, common)
     add_migrate_command(sub)
+    add_doctor_command(sub, common)
     return parser
 
 
