@@ -14,6 +14,7 @@ from regard.cli.common import error as _error
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from regard import __version__
     from regard.cli.audit import add_audit_command
     from regard.cli.doctor import add_doctor_command
     from regard.cli.faces import add_face_commands
@@ -23,8 +24,6 @@ def build_parser() -> argparse.ArgumentParser:
     from regard.cli.serve import add_serve_command
     from regard.cli.store import add_store_commands
     from regard.image import DEFAULT_MAX_PIXELS
-
-    from regard import __version__
 
     parser = argparse.ArgumentParser(prog="regard", description="Self-hosted, accountable face recognition.")
     parser.add_argument("--version", action="version", version=f"regard {__version__}")
