@@ -38,7 +38,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         checkpoints = Checkpointing(Path(args.checkpoint_key), Path(args.checkpoint_file), args.checkpoint_minutes * 60)
     serve(
         config, host=args.host, port=args.port, workers=args.workers, graceful_seconds=args.graceful_seconds,
-        checkpoints=checkpoints,
+        log_format=args.log_format, checkpoints=checkpoints,
     )  # fmt: skip
     return EXIT_OK
 
@@ -68,6 +68,7 @@ def add_serve_command(sub: Any) -> None:
         help="a folder of `regard audit` reports, one folder each, that the console's accuracy page lists (default: $REGARD_REPORTS_DIR, else none)",
     )  # fmt: skip
     serve.add_argument("--graceful-seconds", type=int, default=30, help="on shutdown, time left to requests in flight (default %(default)s)")
+    serve.add_argument("--log-format", choices=["text", "json"], default="text", help="text: uvicorn's lines; json: one JSON object per line, with each request's id (default %(default)s)")
     serve.add_argument("--checkpoint-key", metavar="KEY", help="sign the audit log's head with this key (regard log keygen) ...")
     serve.add_argument("--checkpoint-file", metavar="FILE", help="... and append the checkpoint to FILE (regard log verify --checkpoint)")
     serve.add_argument("--checkpoint-minutes", type=float, default=60.0, help="how often (default %(default)s)")

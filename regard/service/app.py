@@ -31,6 +31,7 @@ from regard.console.common import error_page
 from regard.errors import InvalidArgumentError, RegardError
 from regard.service.errors import aws_error, classify, native_error
 from regard.service.limits import LimitsMiddleware
+from regard.service.observe import RequestLog
 from regard.service.state import (
     REKOGNITION_PATH,
     ServiceBusy,
@@ -171,4 +172,5 @@ def create_app(config: ServiceConfig) -> FastAPI:
     app.include_router(rekognition_router)
     install_console(app)
     app.add_middleware(LimitsMiddleware, config=config)
+    app.add_middleware(RequestLog)  # outermost: every answer, refusals by the limits included, has its id
     return app

@@ -114,10 +114,16 @@ class Uvicorn:
 
     graceful_seconds: int = 30
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one JSON object per line (regard/service/observe.py)
 
     def config(self, app: Any, **where: Any) -> uvicorn.Config:
+        from regard.service.observe import log_config
+
+        logging_config = log_config(self.log_format, self.log_level)
+        extra: dict[str, Any] = {} if logging_config is None else {"log_config": logging_config, "access_log": False}
         return uvicorn.Config(
             app,
+            **extra,
             workers=1,  # each server is one process; `serve` starts the others itself
             timeout_graceful_shutdown=self.graceful_seconds,
             log_level=self.log_level,
@@ -293,11 +299,12 @@ def serve(
     workers: int = 1,
     graceful_seconds: int = 30,
     log_level: str = "info",
+    log_format: str = "text",
     checkpoints: Checkpointing | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (see the module's docstring); SystemExit(STARTUP_FAILURE) when
     the service could not start."""
-    how = Uvicorn(graceful_seconds=graceful_seconds, log_level=log_level)
+    how = Uvicorn(graceful_seconds=graceful_seconds, log_level=log_level, log_format=log_format)
     if checkpoints is not None:
         checkpoints.once(config.store_url)  # fail early on a bad key, and anchor the start
         checkpoints.start(config.store_url)
