@@ -4,14 +4,12 @@ faces numbered, as `regard detect` numbers them, and waits (pending.py) until on
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
-from PIL import Image, ImageDraw, ImageFont
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -19,6 +17,7 @@ from regard import gallery
 from regard.console.collections import _enroller, _person_view, _when
 from regard.console.common import form, see_other, signed_in, state
 from regard.console.pending import PENDING_MINUTES, pending_for
+from regard.console.pictures import numbered_faces
 from regard.console.render import data_uri, page, words_for
 from regard.console.session import Session
 from regard.errors import (
@@ -30,8 +29,6 @@ from regard.service.state import ServiceState, declared_pixels
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
-PREVIEW_SIDE = 1280
-"""The longest side of a photo as drawn in the page, in pixels."""
 _USABLE = (11, 92, 173)  # a face that could be the person's: the console's blue
 _UNUSABLE = (90, 90, 90)  # a face below the quality gate: grey
 
@@ -102,31 +99,11 @@ def _enroll_one(
 
 
 def _draw(photo: bytes, faces: list[dict[str, Any]], max_pixels: int) -> str:
-    """The photo (at most PREVIEW_SIDE pixels a side) with every face outlined and numbered: blue if
-    it could be the person's, grey if below the quality gate. A JPEG data URI for the page."""
+    """The photo with every face outlined and numbered: blue if it could be the person's, grey if
+    below the quality gate. A JPEG data URI for the page."""
     rgb, _ = gallery.decode_photo(photo, max_pixels)
-    image = Image.fromarray(rgb).convert("RGB")
-    scale = min(1.0, PREVIEW_SIDE / max(image.size))
-    if scale < 1.0:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
-    draw = ImageDraw.Draw(image)
-    line = max(2, round(max(image.size) / 300))
-    font = ImageFont.load_default(size=max(16, round(max(image.size) / 30)))
-    for face in faces:
-        box = face["box"]
-        colour = _USABLE if face["usable"] else _UNUSABLE
-        left, top = box["left"] * scale, box["top"] * scale
-        right, bottom = left + box["width"] * scale, top + box["height"] * scale
-        draw.rectangle([left, top, right, bottom], outline=colour, width=line)
-        label = str(face["number"])
-        x0, y0, x1, y1 = draw.textbbox((0, 0), label, font=font)
-        width, height = x1 - x0 + 10, y1 - y0 + 8
-        label_top = top - height if top - height >= 0 else bottom
-        draw.rectangle([left, label_top, left + width, label_top + height], fill=colour)
-        draw.text((left + 5 - x0, label_top + 4 - y0), label, fill=(255, 255, 255), font=font)
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=85)
-    return data_uri(buffer.getvalue(), "image/jpeg")
+    drawn = [(f["number"], f["box"], _USABLE if f["usable"] else _UNUSABLE) for f in faces]
+    return data_uri(numbered_faces(rgb, drawn), "image/jpeg")
 
 
 def _choices(service: ServiceState, session: Session, collection_id: str, person_id: str) -> list[dict[str, Any]]:

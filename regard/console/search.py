@@ -11,20 +11,19 @@ No inferred attribute (age, gender, emotion...) is ever computed or shown.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
-from PIL import Image, ImageDraw, ImageFont
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from regard import gallery
 from regard.console.common import form, signed_in, state
 from regard.console.i18n import Words
+from regard.console.pictures import numbered_faces
 from regard.console.render import data_uri, page, words_for
 from regard.console.session import Session
 from regard.errors import ImageError
@@ -38,8 +37,6 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 
 CANDIDATES = 10
 """Persons shown per face at most (the API's default k)."""
-PREVIEW_SIDE = 1280
-"""The longest side of the photo as drawn in the page, in pixels."""
 _WITH = (11, 92, 173)  # a face with at least one candidate: the console's blue
 _WITHOUT = (74, 74, 74)  # a face without: dark grey
 
@@ -71,34 +68,10 @@ class FaceView:
 
 
 def _draw(rgb: np.ndarray, hits: list[gallery.SearchHit]) -> bytes:
-    """The photo (at most PREVIEW_SIDE pixels a side) with each searched face outlined and numbered:
-    blue with a candidate, grey without. A JPEG for the page."""
-    image = Image.fromarray(rgb).convert("RGB")
-    scale = min(1.0, PREVIEW_SIDE / max(image.size))
-    if scale < 1.0:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
-    draw = ImageDraw.Draw(image)
-    line = max(2, round(max(image.size) / 300))
-    font = ImageFont.load_default(size=max(16, round(max(image.size) / 40)))
-    for number, hit in enumerate(hits, 1):
-        if hit.box is None:
-            continue
-        colour = _WITH if hit.persons else _WITHOUT
-        left, top = hit.box["left"] * scale, hit.box["top"] * scale
-        right, bottom = left + hit.box["width"] * scale, top + hit.box["height"] * scale
-        # A white halo around the outline keeps it visible on dark and light backgrounds alike.
-        halo = max(1, line // 2)
-        draw.rectangle([left - halo, top - halo, right + halo, bottom + halo], outline=(255, 255, 255), width=halo)
-        draw.rectangle([left, top, right, bottom], outline=colour, width=line)
-        label = str(number)
-        x0, y0, x1, y1 = draw.textbbox((0, 0), label, font=font)
-        width, height = x1 - x0 + 8, y1 - y0 + 6
-        label_top = top - height if top - height >= 0 else bottom
-        draw.rectangle([left, label_top, left + width, label_top + height], fill=colour)
-        draw.text((left + 4 - x0, label_top + 3 - y0), label, fill=(255, 255, 255), font=font)
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=85)
-    return buffer.getvalue()
+    """The photo with each searched face outlined and numbered: blue with a candidate, grey
+    without. A JPEG for the page."""
+    drawn = [(n, hit.box, _WITH if hit.persons else _WITHOUT) for n, hit in enumerate(hits, 1) if hit.box is not None]
+    return numbered_faces(rgb, drawn)
 
 
 def _form_page(
