@@ -29,16 +29,13 @@ class Check:
 
 
 def _models() -> list[Check]:
-    from regard.models.registry import ALL_MODELS
+    from regard.models.registry import model_status
 
-    found = []
-    for model in ALL_MODELS:
-        try:
-            path = model.verified_path()
-            found.append(Check(f"model {model.name}", "ok", f"{path} (sha256 {model.sha256[:12]}…)"))
-        except Exception as exc:  # noqa: BLE001 - every failure is something to report
-            found.append(Check(f"model {model.name}", "fail", str(exc), f"reinstall {model.package}: bash scripts/setup.sh"))
-    return found
+    return [
+        Check(f"model {m['name']}", "ok", f"{m['path']} (sha256 {m['sha256'][:12]}…)") if m["verified"]
+        else Check(f"model {m['name']}", "fail", m["status"], f"reinstall {m['package']}: bash scripts/setup.sh")
+        for m in model_status()
+    ]  # fmt: skip
 
 
 def _store(url: str, default: bool) -> tuple[list[Check], Path | None]:

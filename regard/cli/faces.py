@@ -94,28 +94,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from regard.errors import ModelError
-    from regard.models.registry import ALL_MODELS
+    from regard.models.registry import model_status
 
-    rows = []
-    status = EXIT_OK
-    for model in ALL_MODELS:
-        row: dict[str, Any] = {
-            "name": model.name,
-            "package": model.package,
-            "sha256": model.sha256,
-            "license": model.license,
-            "input_size": model.input_size,
-            "card": model.card,
-        }
-        try:
-            row["path"] = str(model.verified_path())
-            row["status"] = "ok (sha256 verified)"
-        except ModelError as exc:
-            row["path"] = None
-            row["status"] = str(exc)
-            status = EXIT_BAD_INPUT
-        rows.append(row)
+    rows = model_status()
+    status = EXIT_OK if all(row["verified"] for row in rows) else EXIT_BAD_INPUT
     if args.card:
         from regard.models.card import model_cards
 

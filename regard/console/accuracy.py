@@ -211,26 +211,10 @@ def accuracy_page(request: Request, session: Session = Depends(signed_in)) -> Re
 
 @router.get("/accuracy/model-card", response_class=HTMLResponse)
 def model_card_page(request: Request, session: Session = Depends(signed_in)) -> Response:
-    from regard.errors import ModelError
     from regard.models.card import model_cards
-    from regard.models.registry import ALL_MODELS
+    from regard.models.registry import model_status
 
-    rows = []
-    for model in ALL_MODELS:  # as `regard models --card` lists them
-        row: dict[str, Any] = {
-            "name": model.name,
-            "package": model.package,
-            "sha256": model.sha256,
-            "license": model.license,
-            "input_size": model.input_size,
-            "card": model.card,
-        }
-        try:
-            model.verified_path()
-            row["verified"], row["status"] = True, "ok (sha256 verified)"
-        except ModelError as exc:
-            row["verified"], row["status"] = False, str(exc)
-        rows.append(row)
+    rows = model_status()  # as `regard models --card` lists them
     cards = json.loads(model_cards(rows, as_json=True))
     return page(request, "accuracy_card.html", session=session, cards=cards, **_helpers())
 

@@ -12,6 +12,7 @@ import importlib.util
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from regard.errors import ModelError
 
@@ -114,6 +115,28 @@ DLIB_RESNET = ModelFile(
 )
 
 ALL_MODELS: tuple[ModelFile, ...] = (CENTERFACE, DLIB_RESNET)
+
+
+def model_status() -> list[dict[str, Any]]:
+    """Every model file with its source, licence and card, and whether it is installed and its
+    sha256 matches: `path` (None if not), `verified`, and `status` in words. What `regard models`,
+    `regard doctor` and the console's model card show."""
+    rows = []
+    for model in ALL_MODELS:
+        row: dict[str, Any] = {
+            "name": model.name,
+            "package": model.package,
+            "sha256": model.sha256,
+            "license": model.license,
+            "input_size": model.input_size,
+            "card": model.card,
+        }
+        try:
+            row.update(path=str(model.verified_path()), verified=True, status="ok (sha256 verified)")
+        except ModelError as exc:
+            row.update(path=None, verified=False, status=str(exc))
+        rows.append(row)
+    return rows
 
 
 EMBEDDING_SIZE = 128
