@@ -37,6 +37,7 @@ from regard.match import DEFAULT_FPIR
 from regard.service.errors import classify
 from regard.service.state import ServiceState
 from regard.store.base import ID_PATTERN, Collection, ConsentBasis, Person, Role
+from regard.store.core import percent
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -60,12 +61,6 @@ def _enroller(session: Session, collection_id: str) -> None:
 # ---------------------------------------------------------------- words
 
 
-def _percent(rate: float | None) -> str:
-    if rate is None:
-        return "?"
-    return f"{rate * 100:.0f} %" if rate >= 0.1 else f"{rate * 100:.2g} %"
-
-
 def expectation_words(service: ServiceState, collection: Collection, words: Words) -> str:
     """The threshold of a collection and what a search at it may be expected to do, in plain words:
     the library's own words in English, the same figures in the page's language otherwise."""
@@ -80,16 +75,16 @@ def expectation_words(service: ServiceState, collection: Collection, words: Word
         threshold=f"{threshold:.1f}",
         set_by=words("collections.expect.set" if own else "collections.expect.default"),
         faces=expected["gallery_faces"],
-        fpir=_percent(expected["expected_fpir"]),
-        target=_percent(DEFAULT_FPIR),
+        fpir=percent(expected["expected_fpir"]),
+        target=percent(DEFAULT_FPIR),
     )
     fnir = expected["expected_fnir"]
     if fnir.get("1") is not None:
         text += words(
             "collections.expect.fnir",
-            one=_percent(fnir["1"]),
-            two=_percent(fnir["2"]),
-            three=_percent(fnir["3"]),
+            one=percent(fnir["1"]),
+            two=percent(fnir["2"]),
+            three=percent(fnir["3"]),
             source=store.table.source.split(":")[0],
         )
     return text

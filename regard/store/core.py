@@ -78,7 +78,8 @@ def _iso(when: datetime | None) -> str | None:
     return None if when is None else when.astimezone(timezone.utc).isoformat()
 
 
-def _percent(rate: float | None) -> str:
+def percent(rate: float | None) -> str:
+    """A rate as people read it: "3 %", "0.42 %", "?" when unknown."""
     if rate is None:
         return "?"
     if rate >= 0.1:
@@ -171,13 +172,13 @@ def expectations(
         "the default for its size" if threshold == search_threshold(table, size) else "given for this search"
     )
     words = (
-        f"threshold {threshold:.1f} ({set_by}, {size:,} faces): about {_percent(fpir)} of searches for "
-        f"people not enrolled return a candidate (target at most {_percent(DEFAULT_FPIR)})"
+        f"threshold {threshold:.1f} ({set_by}, {size:,} faces): about {percent(fpir)} of searches for "
+        f"people not enrolled return a candidate (target at most {percent(DEFAULT_FPIR)})"
     )
     if fnir[1] is not None:
         words += (
-            f"; a search for an enrolled person misses them about {_percent(fnir[1])} of the time with one "
-            f"enrolled photo, {_percent(fnir[2])} with two, {_percent(fnir[3])} with three (measured on {table.source.split(':')[0]})"
+            f"; a search for an enrolled person misses them about {percent(fnir[1])} of the time with one "
+            f"enrolled photo, {percent(fnir[2])} with two, {percent(fnir[3])} with three (measured on {table.source.split(':')[0]})"
         )
     return {
         "threshold": threshold,
