@@ -43,3 +43,21 @@ def test_postgresql_reports_its_schema_and_the_vector_extension(postgres_url: st
     code, checks = doctor(capsys, "--store", postgres_url, "--master-key", str(tmp_path / "none.key"))
     assert code == 0 and "PostgreSQL, schema version" in checks["store"]["detail"]
     assert checks["pgvector"]["status"] == "ok" and checks["pgvector"]["detail"].startswith("vector ")
+
+
+def test_doctor_says_which_master_key_it_checks_and_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REGARD_MASTER_KEY_FILE", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    url = f"sqlite:///{tmp_path / 'srv' / 'regard.db'}"
+    code, checks = doctor(capsys, "--store", url)
+    assert checks["master key"]["status"] == "warn" and checks["master key"]["detail"].startswith(str(tmp_path / "srv" / "regard.db.master.key"))
+    assert "[default: beside the store]" in checks["master key"]["detail"] and checks["master key"]["fix"] == f"regard init --store {url}"
+    assert main(["init", "--store", url]) == 0
+    capsys.readouterr()
+    code, checks = doctor(capsys, "--store", url)
+    assert checks["master key"]["status"] == "ok" and "[default: beside the store]" in checks["master key"]["detail"]
+    code, checks = doctor(capsys, "--store", url, "--master-key", str(tmp_path / "k"))
+    assert "[command line (--master-key)]" in checks["master key"]["detail"]
+    assert checks["master key"]["fix"] == f"regard init --store {url} --master-key {tmp_path / 'k'}"

@@ -18,7 +18,11 @@ EXIT_NO_FACE = EXIT_NEGATIVE  # detect, compare: the negative answer is "no face
 EXIT_BAD_INPUT = 2
 EXIT_TAMPERED = 3
 
-STORE_HELP = "store URL (default $REGARD_STORE or the user's data folder)"
+STORE_HELP = "store URL (default: $REGARD_STORE, the config file's store, else the user's data folder)"
+MASTER_KEY_HELP = (
+    "default: $REGARD_MASTER_KEY_FILE or the config file's master_key, else <store file>.master.key beside a SQLite "
+    "store; for the default store and PostgreSQL, master.key in the user's data folder"
+)
 
 
 def error(message: str) -> None:
@@ -32,7 +36,8 @@ def out(args: argparse.Namespace, data: Any, text: str) -> None:
 
 
 def default_actor() -> str:
-    """$REGARD_ACTOR, else the operating-system user: who is asking, for the audit log."""
+    """$REGARD_ACTOR, else the config file's actor, else the operating-system user: who is asking,
+    for the audit log."""
     from regard import config
 
     return config.current().default_actor
@@ -43,9 +48,24 @@ def add_store_option(parser: argparse.ArgumentParser, help_text: str = STORE_HEL
 
 
 def add_actor_option(parser: argparse.ArgumentParser) -> None:
+    """--actor; when it is not given, `regard`'s main sets args.actor from the settings (read then,
+    after --config, not when the parser is built)."""
     parser.add_argument(
-        "--actor", default=default_actor(), help="who is acting, for the audit log (default $REGARD_ACTOR or your user name)"
+        "--actor", help="who is acting, for the audit log (default: $REGARD_ACTOR, the config file's actor, else your user name)"
     )
+
+
+def master_key_file(args: argparse.Namespace, store_url: str | None) -> Any:
+    """The master key file (a regard.config.MasterKeyFile) for the store at `store_url` (None: the
+    settings' store): the command's --master-key, else the settings' one rule. Ask before the
+    command creates the store (see Settings.master_key_for)."""
+    from pathlib import Path
+
+    from regard import config
+
+    if getattr(args, "master_key", None):
+        return config.MasterKeyFile(Path(args.master_key), "command line (--master-key)")
+    return config.current().master_key_for(store_url)
 
 
 def open_store(args: argparse.Namespace) -> Any:

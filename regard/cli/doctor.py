@@ -1,8 +1,9 @@
 """`regard doctor`: is this installation fit to run, and what to fix if not.
 
 It checks the model files (sha256), the store (reachable, its schema version), the master key
-(there, readable by its owner only), PostgreSQL's vector extension, and free disk; each check says
-ok, warn or fail, and what to do. Exit status 1 when any check fails, 0 otherwise.
+(there, readable by its owner only; which file, by regard.config's rule, and why), PostgreSQL's
+vector extension, and free disk; each check says ok, warn or fail, and what to do. Exit status 1
+when any check fails, 0 otherwise.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from regard.cli.common import EXIT_NEGATIVE, EXIT_OK, add_store_option
+from regard.cli.common import (
+    EXIT_NEGATIVE,
+    EXIT_OK,
+    MASTER_KEY_HELP,
+    add_store_option,
+    master_key_file,
+)
 from regard.cli.common import out as _out
 
 FREE_DISK_WARN = 1 << 30
@@ -72,13 +79,15 @@ def _store(url: str, default: bool) -> tuple[list[Check], Path | None]:
     return checks, folder
 
 
-def _master_key(path: Path) -> Check:
+def _master_key(key: Any, init: str) -> Check:
+    """`key`: a regard.config.MasterKeyFile (its path, and why that file); `init`: the command that creates it."""
+    path, why = key.path, f"[{key.source}]"
     if not path.exists():
-        return Check("master key", "warn", f"{path} does not exist (regard serve and regard keys need it)", "regard init")
+        return Check("master key", "warn", f"{path} does not exist (regard serve and regard keys need it) {why}", init)
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
-        return Check("master key", "fail", f"{path} is readable by others (mode {mode:o})", f"chmod 600 {path}")
-    return Check("master key", "ok", f"{path} (mode {mode:o}); back it up: every API key's secret derives from it")
+        return Check("master key", "fail", f"{path} is readable by others (mode {mode:o}) {why}", f"chmod 600 {path}")
+    return Check("master key", "ok", f"{path} (mode {mode:o}); back it up: every API key's secret derives from it {why}")
 
 
 def _disk(folder: Path) -> Check:
@@ -99,10 +108,12 @@ def _doctor(args: argparse.Namespace) -> int:
     settings = config.current()
     named = args.store or settings.store_url
     url = named or default_store_url()
+    key = master_key_file(args, url)
+    init = "regard init" + (f" --store {url}" if named else "") + (f" --master-key {key.path}" if args.master_key else "")
     checks = _models()
     store_checks, folder = _store(url, default=named is None)
     checks += store_checks
-    checks.append(_master_key(Path(args.master_key) if args.master_key else settings.default_master_key_file))
+    checks.append(_master_key(key, init))
     checks.append(_disk(folder or settings.data_dir))
     lines = []
     for check in checks:
@@ -119,5 +130,5 @@ def _doctor(args: argparse.Namespace) -> int:
 def add_doctor_command(sub: Any, common: argparse.ArgumentParser) -> None:
     doctor = sub.add_parser("doctor", parents=[common], help="check the models, the store, the master key and the disk")
     add_store_option(doctor)
-    doctor.add_argument("--master-key", help="the master key to check (default: $REGARD_MASTER_KEY_FILE, else the data folder)")
+    doctor.add_argument("--master-key", metavar="PATH", help=f"the master key to check ({MASTER_KEY_HELP})")
     doctor.set_defaults(func=_doctor)

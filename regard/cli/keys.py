@@ -7,19 +7,26 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
-from regard.cli.common import EXIT_OK, add_actor_option, add_store_option
+from regard.cli.common import (
+    EXIT_OK,
+    MASTER_KEY_HELP,
+    add_actor_option,
+    add_store_option,
+    master_key_file,
+)
 
 ROLE_NAMES = ("detect", "enroll", "search", "admin")
 
 
 def _keyring(args: argparse.Namespace) -> Any:
+    from regard import config
     from regard.service.keys import KeyRing
     from regard.store import open_store
 
-    return KeyRing(open_store(args.store), Path(args.master_key) if args.master_key else None)
+    path = master_key_file(args, args.store or config.current().store_url).path  # asked before the store opens
+    return KeyRing(open_store(args.store), path)
 
 
 def _describe(key: Any) -> str:
@@ -93,8 +100,8 @@ def add_key_commands(sub: Any) -> None:
     opts.add_argument(
         "--master-key",
         metavar="PATH",
-        help="the master key file secrets derive from (default $REGARD_MASTER_KEY_FILE, else master.key in the "
-        "user's data folder; created by the first `keys create`). The server must use the same file.",
+        help=f"the master key file secrets derive from ({MASTER_KEY_HELP}); created by the first `keys create`. "
+        "The server must use the same file.",
     )
 
     keys = sub.add_parser("keys", help="create, list or revoke API keys for `regard serve`")

@@ -1,13 +1,17 @@
 """The `regard` command line: the parser of every command group, and errors mapped to exit codes
 in one place (see regard/cli/common.py for the codes). JSON on stdout with --json, text for people
-otherwise."""
+otherwise.
+
+`regard --config PATH COMMAND` names the configuration file; it, and the command's --store,
+--master-key and --actor, are laid over the process's settings while the command runs
+(regard.config.command_line), so everything that asks `config.current()` sees them."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from regard.cli.common import EXIT_BAD_INPUT, EXIT_NO_FACE, EXIT_OK
 from regard.cli.common import error as _error
@@ -16,6 +20,7 @@ from regard.cli.common import error as _error
 def build_parser() -> argparse.ArgumentParser:
     from regard import __version__
     from regard.cli.audit import add_audit_command
+    from regard.cli.config import add_config_command
     from regard.cli.doctor import add_doctor_command
     from regard.cli.faces import add_face_commands
     from regard.cli.keys import add_key_commands
@@ -27,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="regard", description="Self-hosted, accountable face recognition.")
     parser.add_argument("--version", action="version", version=f"regard {__version__}")
+    parser.add_argument(
+        "--config", metavar="PATH",
+        help="the configuration file, TOML (default: $REGARD_CONFIG, else ~/.config/regard/config.toml if it exists)",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON for machines")
@@ -41,16 +50,43 @@ def build_parser() -> argparse.ArgumentParser:
     add_redact_command(sub, common)
     add_migrate_command(sub)
     add_doctor_command(sub, common)
+    add_config_command(sub)
     return parser
 
 
+def _config_option(argv: Sequence[str]) -> str | None:
+    """The value of the global --config, which comes before the command: read before the parser
+    is built, as some options' defaults are settings."""
+    words = iter(argv)
+    for word in words:
+        if word == "--config":
+            return next(words, None)
+        if word.startswith("--config="):
+            return word[len("--config=") :]
+        if not word.startswith("-"):  # the command: global options are over
+            return None
+    return None
+
+
+def _options(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
+    """The command's options that are settings too, by field of regard.config.Settings."""
+    given = {"store_url": ("--store", "store"), "master_key_file": ("--master-key", "master_key"), "actor": ("--actor", "actor")}
+    return {name: (option, getattr(args, dest, None)) for name, (option, dest) in given.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    from regard import config
     from regard.errors import ImageError, NoFaceError, RegardError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        return int(args.func(args))
+        with config.command_line(_config_option(argv)):
+            args = build_parser().parse_args(argv)
+            with config.command_line(args.config, _options(args)):
+                settings = config.current()  # a bad config file or setting: one line and exit 2, before any work
+                if getattr(args, "actor", "") is None:
+                    args.actor = settings.default_actor
+                return int(args.func(args))
     except NoFaceError as exc:
         _error(str(exc))
         return EXIT_NO_FACE

@@ -18,8 +18,10 @@ from regard.cli.common import (
     EXIT_NEGATIVE,
     EXIT_OK,
     EXIT_TAMPERED,
+    MASTER_KEY_HELP,
     add_actor_option,
     add_store_option,
+    master_key_file,
 )
 from regard.cli.common import open_store as _store
 from regard.cli.common import out as _out
@@ -44,9 +46,9 @@ def _init(args: argparse.Namespace) -> int:
 
     url = args.store or config.current().store_url or default_store_url()
     existed = not url.startswith("sqlite:///") or Path(url[len("sqlite:///") :]).is_file()
+    key_path = master_key_file(args, url).path  # before the store is created: the rule looks at what exists
     store = open_store(url, create=True)
     try:
-        key_path = Path(args.master_key) if args.master_key else config.current().default_master_key_file
         had_key = key_path.exists()
         KeyRing(store, key_path)._master(create=True)  # noqa: SLF001 - the one place that creates it on purpose
     finally:
@@ -466,7 +468,7 @@ def add_store_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         return p
 
     init = command("init", "create a store (and the service's master key) on purpose", _init)
-    init.add_argument("--master-key", help="where the master key goes (default: $REGARD_MASTER_KEY_FILE, else the data folder)")
+    init.add_argument("--master-key", metavar="PATH", help=f"where the master key goes ({MASTER_KEY_HELP})")
 
     collection = command("collection", "create, list, describe or delete collections", _collection)
     c_sub = collection.add_subparsers(dest="action", required=True)

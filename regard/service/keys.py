@@ -14,11 +14,13 @@ and the store keeps only `sha256(secret)` (hex). A copy of the database alone re
 cannot be used to sign requests; a copy of the database *and* the master key can, so guard the
 master key file like a private key.
 
-The master key is 32 random bytes in a file: `$REGARD_MASTER_KEY_FILE`, else
-`<$XDG_DATA_HOME or ~/.local/share>/regard/master.key`. The first `KeyRing.create` makes it (mode
-0600) if it does not exist; it is never overwritten. The file may hold the 32 bytes raw or as 64 hex
-digits (`openssl rand -hex 32 > master.key`). **Replicas or worker hosts that share a database must
-share the same master key file**: a key issued under one master key does not authenticate under
+The master key is 32 random bytes in a file: the one the settings name (`$REGARD_MASTER_KEY_FILE`,
+the config file's `master_key`, a command's `--master-key`), else the store's default by the one rule
+of `regard.config.Settings.master_key_for`: `<store file>.master.key` beside a SQLite store;
+`<$XDG_DATA_HOME or ~/.local/share>/regard/master.key` for the default store and for PostgreSQL.
+The first `KeyRing.create` makes it (mode 0600) if it does not exist; it is never overwritten. The
+file may hold the 32 bytes raw or as 64 hex digits (`openssl rand -hex 32 > master.key`).
+**Replicas or worker hosts that share a database must share the same master key file**: a key issued under one master key does not authenticate under
 another (the derived secret would not match the stored hash), and losing the master key makes every
 issued key useless (issue new ones). Rotating the master key likewise means re-issuing every key.
 
@@ -64,8 +66,9 @@ _DERIVATION_LABEL = b"regard-api-key:"
 
 
 def default_master_key_path() -> Path:
-    """$REGARD_MASTER_KEY_FILE, else <$XDG_DATA_HOME or ~/.local/share>/regard/master.key (next to
-    the default store)."""
+    """The master key file of the settings' store (regard.config: the one named, else the store's
+    default). A KeyRing over another store should be given that store's
+    (`config.current().master_key_for(url)`), as the CLI and `regard serve` do."""
     from regard import config
 
     return config.current().default_master_key_file

@@ -51,7 +51,9 @@ class ServiceConfig:
 
     @classmethod
     def from_env(cls) -> ServiceConfig:
-        """The service's part of `regard.config.Settings`, which `regard serve`'s options override."""
+        """The service's part of `regard.config.Settings`, which `regard serve`'s options override.
+        The master key file is resolved here, in the parent, for the settings' store (the CLI lays
+        --store over the settings): the workers get a path, not a rule to apply again."""
         settings = config.current()
         return cls(
             store_url=settings.store_url,
@@ -59,7 +61,7 @@ class ServiceConfig:
             max_image_bytes=settings.max_image_bytes,
             max_pixels=settings.max_pixels,
             request_timeout=settings.request_timeout,
-            master_key_file=settings.master_key_file,
+            master_key_file=settings.master_key_for(settings.store_url).path,
             reports_dir=settings.reports_dir,
             console_dir=settings.console_dir,
         )
