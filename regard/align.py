@@ -1,4 +1,8 @@
-"""Face alignment: a 5-point similarity transform onto the embedder's canonical 150 x 150 chip.
+"""Face alignment: a 5-point similarity transform onto the chip an embedder was trained on.
+
+Each family of recognition network was trained on its own crop, so each has a template: where the
+detector's five points go in its chip (`TEMPLATES`, by family). Regard's built-in embedder is
+dlib's (150 x 150); an operator's ArcFace-family model takes InsightFace's 112 x 112 crop.
 
 dlib's embedder was trained on chips cut by `get_face_chip(img, shape, 150, padding=0.25)` from
 dlib's 5-point shape predictor (eye corners and the base of the nose). Regard's detector gives
@@ -13,6 +17,8 @@ onto chip pixels the way dlib does.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -144,7 +150,63 @@ def to_chip_transform(landmarks: np.ndarray, template: np.ndarray, size: int = C
     return out
 
 
-def align(image: np.ndarray, landmarks: np.ndarray, size: int = CHIP_SIZE) -> np.ndarray:
-    """The embedder's chip for a face, given the detector's 5 landmarks (5 x 2, image pixels)."""
-    template = CENTERFACE_TEMPLATE * (size / CHIP_SIZE)
-    return warp_chip(image, to_chip_transform(landmarks, template, size), size)
+def align(image: np.ndarray, landmarks: np.ndarray, size: int = CHIP_SIZE, *, family: str = "dlib") -> np.ndarray:
+    """The chip of a face for an embedder of `family`, given the detector's 5 landmarks (5 x 2,
+    image pixels). For dlib's family `size` may differ from 150 (the template is scaled); the other
+    families' chips are their template's size."""
+    if family == "dlib":
+        template = CENTERFACE_TEMPLATE * (size / CHIP_SIZE)
+        return warp_chip(image, to_chip_transform(landmarks, template, size), size)
+    chosen = template_of(family)
+    return warp_chip(image, similarity_transform(landmarks, chosen.points), chosen.size)
+
+
+# InsightFace's 112 x 112 ArcFace crop (`arcface_dst` in insightface/utils/face_align.py): the five
+# points the ArcFace, MobileFaceNet, AdaFace, EdgeFace and AuraFace networks were trained with, in
+# the same order as CenterFace's (the image's left eye first). Chip pixels, integer-centred (OpenCV's
+# warpAffine convention, which InsightFace uses and warp_chip follows).
+ARCFACE_TEMPLATE = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Template:
+    """Where the detector's five points go in one family's chip (pixels of a size x size chip)."""
+
+    family: str
+    size: int
+    points: np.ndarray
+    source: str
+
+
+TEMPLATES: dict[str, Template] = {
+    "dlib": Template(
+        "dlib", CHIP_SIZE, (np.c_[CENTERFACE_TEMPLATE, np.ones(5)] @ template_to_chip().T),
+        "dlib's get_face_chip (size 150, padding 0.25), CenterFace's points fitted by tools/fit_alignment_template.py",
+    ),
+    "arcface": Template(
+        "arcface", 112, ARCFACE_TEMPLATE,
+        "InsightFace's arcface_dst (insightface/utils/face_align.py), the 112 x 112 crop of ArcFace and its successors",
+    ),
+    "facenet": Template(
+        "facenet", 160, ARCFACE_TEMPLATE * (160 / 112),
+        "ArcFace's template scaled to 160 x 160: FaceNet was trained on MTCNN box crops with no standard "
+        "5-point template, so this is an approximation; calibrate before trusting its scores",
+    ),
+}  # fmt: skip
+"""The alignment of each model family an operator may register (`regard models add --family`)."""
+
+
+def template_of(family: str) -> Template:
+    """The template of a family; ValueError naming the known ones otherwise."""
+    try:
+        return TEMPLATES[family]
+    except KeyError:
+        raise ValueError(f"unknown model family {family!r}; known: {', '.join(sorted(TEMPLATES))}") from None

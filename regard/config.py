@@ -9,6 +9,7 @@ file, Regard's default. `regard config show` prints the effective settings and w
 | `REGARD_MASTER_KEY_FILE` | `master_key` | the service's master key (API key secrets derive from it) | beside the store (below) |
 | `REGARD_THREADS` | `threads` | threads per model session and faiss index | 1 (one process per core) |
 | `REGARD_CACHE_DIR` | `cache_dir` | where the converted embedder is cached | `$XDG_CACHE_HOME/regard` or `~/.cache/regard` |
+| `REGARD_MODELS_DIR` | `models_dir` | the registry of operator-supplied recognition models (`regard models add`) | `<data>/models` |
 | `REGARD_ACTOR` | `actor` | who is acting, for the audit log (CLI) | the operating-system user |
 | `REGARD_REGION` | `[service] region` | the region SigV4 requests are signed for | `us-east-1` |
 | `REGARD_MAX_IMAGE_BYTES` | `[service] max_image_bytes` | the service's largest image, bytes | 5 MiB (Rekognition's) |
@@ -97,6 +98,7 @@ SETTINGS = (
     Setting("master_key_file", "master_key", "REGARD_MASTER_KEY_FILE", "path"),
     Setting("threads", "threads", "REGARD_THREADS", "count"),
     Setting("cache_dir", "cache_dir", "REGARD_CACHE_DIR", "path"),
+    Setting("models_dir", "models_dir", "REGARD_MODELS_DIR", "path"),
     Setting("actor", "actor", "REGARD_ACTOR", "text"),
     Setting("region", "service.region", "REGARD_REGION", "text"),
     Setting("max_image_bytes", "service.max_image_bytes", "REGARD_MAX_IMAGE_BYTES", "count"),
@@ -142,6 +144,7 @@ class Settings:
     request_timeout: float
     reports_dir: Path | None = None
     console_dir: Path | None = None
+    models_dir: Path | None = None  # from_env always sets it (default <data>/models)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     """Where each field's value came from, by field name: "default", "environment ($REGARD_STORE)",
     "config file (/etc/regard/config.toml)" or "command line (--store)"."""
@@ -173,6 +176,7 @@ class Settings:
             "request_timeout": DEFAULT_REQUEST_TIMEOUT,
             "reports_dir": None,
             "console_dir": None,
+            "models_dir": data / "models",
         }
         file = find_config_file(env, config_file)
         in_file = read_config_file(file) if file is not None else {}

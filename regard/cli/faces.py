@@ -1,4 +1,4 @@
-"""`regard detect`, `compare` and `models`: the face pipeline without a store."""
+"""`regard detect` and `compare`: the face pipeline without a store."""
 
 from __future__ import annotations
 
@@ -93,30 +93,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK if result.match else EXIT_NO_FACE
 
 
-def _cmd_models(args: argparse.Namespace) -> int:
-    from regard.models.registry import model_status
-
-    rows = model_status()
-    status = EXIT_OK if all(row["verified"] for row in rows) else EXIT_BAD_INPUT
-    if args.card:
-        from regard.models.card import model_cards
-
-        print(model_cards(rows, as_json=args.json))
-        return status
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        for row in rows:
-            print(f"{row['name']}  [{row['status']}]")
-            print(f"  package: {row['package']}   licence: {row['license']}")
-            print(f"  source:  {row['source']}")
-            print(f"  path:    {row['path']}")
-            print(f"  sha256:  {row['sha256']}")
-            print(f"  input:   {row['input_size']}")
-            print(f"  {row['card']}\n")
-    return status
-
-
 def add_face_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     from regard.models.detector import DEFAULT_MIN_FACE
 
@@ -136,8 +112,3 @@ def add_face_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     limit.add_argument("--threshold", type=float, help="score threshold 0-100 (default: the one for FMR 1e-3)")
     limit.add_argument("--fmr", type=float, help="target false-match rate, e.g. 1e-4")
     compare.set_defaults(func=_cmd_compare)
-
-    models = sub.add_parser("models", help="list the model files, their sources, licences and checks")
-    models.add_argument("--json", action="store_true", help="print JSON for machines")
-    models.add_argument("--card", action="store_true", help="print each model's card, with the calibration it ships with")
-    models.set_defaults(func=_cmd_models)

@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     from regard.cli.faces import add_face_commands
     from regard.cli.keys import add_key_commands
     from regard.cli.migrate import add_migrate_command
+    from regard.cli.models import add_models_command
     from regard.cli.redact import add_redact_command
     from regard.cli.serve import add_serve_command
     from regard.cli.store import add_store_commands
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images (default %(default)s)"
     )
     add_face_commands(sub, common)
+    add_models_command(sub)
     add_serve_command(sub)
     add_store_commands(sub, common)
     add_audit_command(sub)

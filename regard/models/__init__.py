@@ -13,8 +13,9 @@ from regard.models.registry import ALL_MODELS, ModelFile
 if TYPE_CHECKING:
     from regard.models.detector import CenterFace
     from regard.models.embedder import Embedder
+    from regard.models.recognizer import Recognizer
 
-__all__ = ["ALL_MODELS", "ModelFile", "get_detector", "get_embedder"]
+__all__ = ["ALL_MODELS", "ModelFile", "get_detector", "get_embedder", "get_recognizer"]
 
 _lock = threading.Lock()
 _instances: dict[str, object] = {}
@@ -31,12 +32,24 @@ def get_detector() -> CenterFace:
         return _instances["detector"]  # type: ignore[return-value]
 
 
-def get_embedder() -> Embedder:
-    """The process-wide face embedder."""
+def get_embedder(model: str | None = None) -> Embedder:
+    """The process-wide embedder of a recognition model: by name or id (name:sha256[:16]), or None
+    for the built-in one. An operator's model is resolved, and its file's sha256 checked, once."""
+    from regard.models.recognizer import BUILT_IN
+
+    key = "embedder" if model is None or model in (BUILT_IN.name, BUILT_IN.id) else f"embedder:{model}"
     with _lock:
-        if "embedder" not in _instances:
+        if key not in _instances:
             from regard.models.embedder import Embedder
+            from regard.models.operator import resolve
             from regard.models.runtime import default_threads
 
-            _instances["embedder"] = Embedder(default_threads())
-        return _instances["embedder"]  # type: ignore[return-value]
+            _instances[key] = Embedder(resolve(model), default_threads())
+        return _instances[key]  # type: ignore[return-value]
+
+
+def get_recognizer(model: str | None = None) -> Recognizer:
+    """The description of a recognition model (see `get_embedder`), its file checked."""
+    from regard.models.operator import resolve
+
+    return resolve(model)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from regard.match import DEFAULT_FMR, default_table, search_threshold
+from regard.match import DEFAULT_FMR, ThresholdTable, default_table, search_threshold
 
 LIMITS = (
     "Measured on LFW (photos of public figures, mostly men and mostly light-skinned); error rates on "
@@ -17,10 +17,8 @@ LIMITS = (
 )
 
 
-def model_cards(rows: list[dict[str, Any]], *, as_json: bool = False) -> str:
-    """The cards of the models in `rows` (as `regard models` lists them), as text or JSON."""
-    table = default_table()
-    calibration = {
+def _calibration(table: ThresholdTable) -> dict[str, Any]:
+    return {
         "source": table.source,
         "genuine_pairs": table.genuine_pairs,
         "impostor_pairs": table.impostor_pairs,
@@ -29,12 +27,21 @@ def model_cards(rows: list[dict[str, Any]], *, as_json: bool = False) -> str:
         "summary": table.summary(),
         "search_thresholds": {str(n): search_threshold(table, n) for n in (10, 100, 1_000, 10_000)},
     }
+
+
+def model_cards(rows: list[dict[str, Any]], *, as_json: bool = False) -> str:
+    """The cards of the models in `rows` (as `regard models` lists them), as text or JSON: the
+    built-in embedder's with the table Regard ships, an operator's with its own calibration."""
     cards = []
     for row in rows:
-        card = dict(row)
+        card = {k: v for k, v in row.items() if k != "calibration_table"}
         card["limits"] = LIMITS
         if row["name"] == "dlib-resnet":
-            card["calibration"] = calibration
+            card["calibration"] = _calibration(default_table())
+        elif row.get("calibration_table"):
+            card["calibration"] = _calibration(ThresholdTable.from_dict(row["calibration_table"]))
+        elif "calibrated" in row:
+            card["calibration"] = None
         cards.append(card)
     if as_json:
         return json.dumps(cards, indent=2)
@@ -65,5 +72,8 @@ def model_cards(rows: list[dict[str, Any]], *, as_json: bool = False) -> str:
                 + ", ".join(f"{t:.1f} at {int(n):,} faces" for n, t in cal["search_thresholds"].items())
             )
             out.append("")
+        elif "calibrated" in card:
+            out += ["Thresholds: none. This model is not calibrated, so it may not compare or search;",
+                    f"measure them: regard audit PHOTOS --out DIR --model {card['name']} --calibrate", ""]  # fmt: skip
         out += [f"Limits: {card['limits']}", ""]
     return "\n".join(out).rstrip() + "\n"

