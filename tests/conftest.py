@@ -21,8 +21,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.fixture(scope="session", autouse=True)
 def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Converted models go to a per-run cache unless REGARD_CACHE_DIR is set already."""
+    """Converted models go to a per-run cache unless REGARD_CACHE_DIR is set already; the tests
+    never read the developer's configuration file nor write to their registry of models."""
     os.environ.setdefault("REGARD_CACHE_DIR", str(tmp_path_factory.mktemp("regard-cache")))
+    os.environ.pop("REGARD_CONFIG", None)
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config-home"))
+    os.environ["REGARD_MODELS_DIR"] = str(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="session")
