@@ -59,20 +59,22 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(ua / na - ub / nb))
 
 
-def score_from_distance(d: np.ndarray | float) -> np.ndarray | float:
-    """The 0-100 similarity score for a distance between unit-length embeddings (vectorised)."""
-    return np.clip(100.0 * (1.0 - np.asarray(d) / DISTANCE_AT_ZERO), 0.0, 100.0)
+def score_from_distance(d: np.ndarray | float, scale: float = DISTANCE_AT_ZERO) -> np.ndarray | float:
+    """The 0-100 similarity score for a distance between unit-length embeddings (vectorised).
+    `scale` is the distance whose score is 0: DISTANCE_AT_ZERO for the built-in model, a model's
+    own (`Recognizer.distance_at_zero`) for another."""
+    return np.clip(100.0 * (1.0 - np.asarray(d) / scale), 0.0, 100.0)
 
 
-def score_of_distance(d: float) -> float:
+def score_of_distance(d: float, scale: float = DISTANCE_AT_ZERO) -> float:
     """`score_from_distance` of one distance, as a Python float: the same arithmetic without numpy's
     per-call cost (a search scores every candidate it finds)."""
-    return min(100.0, max(0.0, 100.0 * (1.0 - d / DISTANCE_AT_ZERO)))
+    return min(100.0, max(0.0, 100.0 * (1.0 - d / scale)))
 
 
-def similarity(a: np.ndarray, b: np.ndarray) -> float:
+def similarity(a: np.ndarray, b: np.ndarray, scale: float = DISTANCE_AT_ZERO) -> float:
     """The 0-100 similarity score of two embeddings."""
-    return float(score_from_distance(distance(a, b)))
+    return float(score_from_distance(distance(a, b), scale))
 
 
 @dataclass(frozen=True)
@@ -192,16 +194,16 @@ def calibrate(genuine_scores: np.ndarray, impostor_scores: np.ndarray, source: s
     )
 
 
-def score_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def score_matrix(a: np.ndarray, b: np.ndarray, scale: float = DISTANCE_AT_ZERO) -> np.ndarray:
     """The 0-100 score of every embedding of `a` (N x 128) against every one of `b` (M x 128), N x M:
     `similarity` for whole sets at once."""
     ua, ub = unit(a).astype(np.float64), unit(b).astype(np.float64)
-    return np.asarray(score_from_distance(np.sqrt(np.clip(2.0 - 2.0 * (ua @ ub.T), 0.0, None))))
+    return np.asarray(score_from_distance(np.sqrt(np.clip(2.0 - 2.0 * (ua @ ub.T), 0.0, None)), scale))
 
 
-def pair_scores(embeddings: np.ndarray, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def pair_scores(embeddings: np.ndarray, labels: list[str], scale: float = DISTANCE_AT_ZERO) -> tuple[np.ndarray, np.ndarray]:
     """Scores of every same-label pair and every different-label pair among the embeddings."""
-    scores = score_matrix(embeddings, embeddings)
+    scores = score_matrix(embeddings, embeddings, scale)
     ids = np.unique(np.asarray(labels), return_inverse=True)[1]
     upper = np.triu_indices(len(scores), k=1)
     same = ids[upper[0]] == ids[upper[1]]
@@ -384,6 +386,7 @@ def compare_embeddings(
     threshold: float | None = None,
     fmr: float | None = None,
     table: ThresholdTable | None = None,
+    scale: float = DISTANCE_AT_ZERO,
 ) -> Comparison:
     """Compare two embeddings at a threshold given directly, or by target FMR (default 1e-3)."""
     if threshold is not None and fmr is not None:
@@ -394,7 +397,7 @@ def compare_embeddings(
     if not 0.0 <= threshold <= 100.0:  # NaN fails this too
         raise RegardError(f"a threshold is a score from 0 to 100, not {threshold}")
     d = distance(a, b)
-    s = float(score_from_distance(d))
+    s = float(score_from_distance(d, scale))
     return Comparison(
         score=s,
         distance=d,

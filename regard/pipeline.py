@@ -32,13 +32,16 @@ def detect(
     min_face: float = DEFAULT_MIN_FACE,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    model: str | None = None,
 ) -> list[Face]:
     """Every face in a photo, most confident first, with quality and (by default) embedding.
 
     `image` is a path, bytes, a binary file or an HxWx3 uint8 RGB array. Raises ImageError for
     input that is not a usable image; a photo without faces gives an empty list. Every face
     `min_face` pixels wide and up is looked for, in photos of any size up to `max_pixels` (large
-    photos in tiles); a smaller `min_face` finds smaller faces, more slowly.
+    photos in tiles); a smaller `min_face` finds smaller faces, more slowly. `model` names the
+    recognition model that embeds them (name or id; None: the built-in one), each face aligned with
+    its family's template; quality is always judged on the built-in chip, as it was calibrated.
     """
     rgb = load_image(image, max_pixels=max_pixels)
     detections = models.get_detector().detect(
@@ -49,7 +52,13 @@ def detect(
     chips = np.stack([_align.align(rgb, d.landmarks) for d in detections])
     embeddings: list[np.ndarray | None] = [None] * len(detections)
     if embed:
-        embeddings = list(unit(models.get_embedder().embed_chips(chips, flip=flip)))
+        embedder = models.get_embedder(model)
+        if embedder.model.built_in:
+            model_chips = chips
+        else:
+            size, family = embedder.model.preprocess.size, embedder.model.family
+            model_chips = np.stack([_align.align(rgb, d.landmarks, size, family=family) for d in detections])
+        embeddings = list(unit(embedder.embed_chips(model_chips, flip=flip)))
     return [
         Face(
             box=Box(*d.box),
@@ -78,32 +87,36 @@ def embed(
     *,
     flip: bool = FLIP_DEFAULT,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    model: str | None = None,
 ) -> np.ndarray:
-    """The 128-d embedding of the photo's main face (see `primary_face`). Raises NoFaceError."""
-    face = _main_face(image, flip=flip, max_pixels=max_pixels)
+    """The embedding of the photo's main face (see `primary_face`; 128 numbers with the built-in
+    model, the model's width with another). Raises NoFaceError."""
+    face = _main_face(image, flip=flip, max_pixels=max_pixels, model=model)
     assert face.embedding is not None
     return face.embedding
 
 
-def _main_face(image: ImageSource | np.ndarray, *, flip: bool, max_pixels: int) -> Face:
+def _main_face(image: ImageSource | np.ndarray, *, flip: bool, max_pixels: int, model: str | None = None) -> Face:
     rgb = load_image(image, max_pixels=max_pixels)
-    face = primary_face(detect(rgb, flip=flip), rgb.shape[1], rgb.shape[0])
+    face = primary_face(detect(rgb, flip=flip, model=model), rgb.shape[1], rgb.shape[0])
     if face is None:
         name = image if isinstance(image, str) else "the image"
         raise NoFaceError(f"no face found in {name}")
     return face
 
 
-def _embedding_of(item: FaceInput, flip: bool, max_pixels: int) -> np.ndarray:
+def _embedding_of(item: FaceInput, flip: bool, max_pixels: int, model: str | None, width: int) -> np.ndarray:
     if isinstance(item, Face):
         if item.embedding is None:
             raise RegardError("this Face has no embedding: detect it with embed=True")
-        return item.embedding
-    if isinstance(item, np.ndarray) and item.ndim == 1:
-        if item.shape != (128,):
-            raise RegardError(f"an embedding has 128 values, not {item.shape[0]}")
-        return item
-    return _main_face(item, flip=flip, max_pixels=max_pixels).embedding  # type: ignore[return-value]
+        vector = item.embedding
+    elif isinstance(item, np.ndarray) and item.ndim == 1:
+        vector = item
+    else:
+        return _main_face(item, flip=flip, max_pixels=max_pixels, model=model).embedding  # type: ignore[return-value]
+    if vector.shape != (width,):
+        raise RegardError(f"an embedding of this model has {width} values, not {vector.shape[0]}")
+    return vector
 
 
 def compare(
@@ -114,15 +127,21 @@ def compare(
     fmr: float | None = None,
     flip: bool = FLIP_DEFAULT,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    model: str | None = None,
 ) -> Comparison:
-    """Compare two faces: photos (their main faces), `Face` records or 128-d embeddings.
+    """Compare two faces: photos (their main faces), `Face` records or embeddings (of `model`).
 
     The threshold is a score (0-100) or is chosen for a target false-match rate; by default the
-    lowest threshold whose measured FMR is at most 1e-3. Raises NoFaceError if a photo has no face.
+    lowest threshold whose measured FMR is at most 1e-3, from the model's calibration: a model
+    without one may not compare (ModelError). Raises NoFaceError if a photo has no face.
     """
+    recognizer = models.get_recognizer(model)
+    table = recognizer.table()  # before any work: an uncalibrated model is refused at once
     return compare_embeddings(
-        _embedding_of(a, flip, max_pixels),
-        _embedding_of(b, flip, max_pixels),
+        _embedding_of(a, flip, max_pixels, model, recognizer.width),
+        _embedding_of(b, flip, max_pixels, model, recognizer.width),
         threshold=threshold,
         fmr=fmr,
+        table=table,
+        scale=recognizer.distance_at_zero,
     )

@@ -32,7 +32,13 @@ from regard.errors import (
     NotFoundError,
 )
 from regard.match import ThresholdTable
-from regard.models.recognizer import BUILT_IN, FAMILY_PREPROCESS, Preprocess, Recognizer
+from regard.models.recognizer import (
+    BUILT_IN,
+    FAMILY_PREPROCESS,
+    OPERATOR_DISTANCE_AT_ZERO,
+    Preprocess,
+    Recognizer,
+)
 from regard.models.registry import sha256_of
 
 REGISTRY_VERSION = 1
@@ -227,6 +233,8 @@ def add(
         path=str(file),
         added_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         added_by=actor,
+        # dlib's family keeps the built-in scale, so the same network gives the same scores.
+        distance_at_zero=BUILT_IN.distance_at_zero if family == "dlib" else OPERATOR_DISTANCE_AT_ZERO,
     )
     model = replace(model, width=check_on_face(model, check_photo))
     with _lock:

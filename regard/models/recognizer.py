@@ -17,11 +17,15 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from regard.errors import ModelError
-from regard.match import ThresholdTable, default_table
+from regard.match import DISTANCE_AT_ZERO, ThresholdTable, default_table
 from regard.models.registry import DLIB_RESNET, EMBEDDER_ID, EMBEDDING_SIZE
 
 CHANNEL_ORDERS = ("RGB", "BGR")
 LAYOUTS = ("NCHW", "NHWC")
+OPERATOR_DISTANCE_AT_ZERO = 2**0.5
+"""An operator's model scores orthogonal vectors (cosine 0) 0 and identical ones 100: the built-in
+model's scale (0.8, cosine 0.68) would give ArcFace-class models, whose different people sit near
+cosine 0 and the same person near 0.3-0.8, a score of 0 for most pairs of either kind."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ class Recognizer:
     calibration: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     added_at: str = ""
     added_by: str = ""
+    distance_at_zero: float = OPERATOR_DISTANCE_AT_ZERO
+    """The distance between unit vectors whose score is 0 (`regard.match.score_from_distance`)."""
 
     @property
     def id(self) -> str:
@@ -129,6 +135,7 @@ BUILT_IN = Recognizer(
     output_name="embedding",
     license=DLIB_RESNET.license,
     source=DLIB_RESNET.source,
+    distance_at_zero=DISTANCE_AT_ZERO,
 )
 """dlib's ResNet, converted to ONNX on first use; calibrated by the table Regard ships."""
 
