@@ -16,6 +16,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from regard.service.server import serve
     from regard.service.state import ServiceConfig
 
+    metrics_at = None
+    if args.metrics_address:
+        from regard.service.metrics import parse_address
+
+        try:
+            metrics_at = parse_address(args.metrics_address)
+        except ValueError as exc:
+            _error(f"--metrics-address: {exc}")
+            return EXIT_BAD_INPUT
     # The settings ($REGARD_...), with the options given laid over them: built once, here, and
     # handed to the workers as it is.
     given = {
@@ -38,7 +47,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         checkpoints = Checkpointing(Path(args.checkpoint_key), Path(args.checkpoint_file), args.checkpoint_minutes * 60)
     serve(
         config, host=args.host, port=args.port, workers=args.workers, graceful_seconds=args.graceful_seconds,
-        log_format=args.log_format, checkpoints=checkpoints,
+        log_format=args.log_format, checkpoints=checkpoints, metrics_at=metrics_at,
     )  # fmt: skip
     return EXIT_OK
 
@@ -69,6 +78,12 @@ def add_serve_command(sub: Any) -> None:
     )  # fmt: skip
     serve.add_argument("--graceful-seconds", type=int, default=30, help="on shutdown, time left to requests in flight (default %(default)s)")
     serve.add_argument("--log-format", choices=["text", "json"], default="text", help="text: uvicorn's lines; json: one JSON object per line, with each request's id (default %(default)s)")
+    serve.add_argument(
+        "--metrics-address", metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (off by default; e.g. 127.0.0.1:9464): a listener of "
+        "its own, never the API's port, since the figures name collections and their sizes; keep it on a private "
+        "address for Prometheus, out of reach of the reverse proxy in front of the API",
+    )  # fmt: skip
     serve.add_argument("--checkpoint-key", metavar="KEY", help="sign the audit log's head with this key (regard log keygen) ...")
     serve.add_argument("--checkpoint-file", metavar="FILE", help="... and append the checkpoint to FILE (regard log verify --checkpoint)")
     serve.add_argument("--checkpoint-minutes", type=float, default=60.0, help="how often (default %(default)s)")

@@ -27,6 +27,7 @@ from regard.console.pictures import numbered_faces
 from regard.console.render import data_uri, page, words_for
 from regard.console.session import Session
 from regard.errors import ImageError
+from regard.service import metrics
 from regard.service.errors import classify
 from regard.service.keys import allowed
 from regard.service.state import declared_pixels
@@ -160,6 +161,7 @@ def _search(service: Any, collection: str, photo: bytes, actor: str, purpose: st
         threshold=None,  # the store decides: the collection's own, else the default for its size
         max_pixels=service.config.max_pixels,
     )
+    metrics.searched(store, collection)
     rgb, _ = gallery.decode_photo(photo, service.config.max_pixels)
     faces = [
         FaceView(

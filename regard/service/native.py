@@ -23,6 +23,7 @@ from regard.errors import (
 )
 from regard.face import QualityLevel
 from regard.pipeline import compare, detect, embed
+from regard.service import metrics
 from regard.service.auth import Caller
 from regard.service.deps import Upload, bearer, upload
 from regard.service.state import ServiceState, state_of
@@ -71,6 +72,7 @@ def detect_faces(request: Request, caller: Caller = Depends(bearer), body: Uploa
     state = state_of(request)
     rgb, _ = _decode(state, body.photo("image"))  # type: ignore[arg-type]
     faces = detect(rgb, embed=False)
+    metrics.faces_detected(len(faces))
     return {"width": rgb.shape[1], "height": rgb.shape[0], "faces": [f.to_dict() for f in faces]}
 
 
@@ -363,6 +365,7 @@ def search(
             max_pixels=state.config.max_pixels,
         )
         hits = [h.to_dict() for h in found]
+    metrics.searched(store, collection_id)
     return {
         "collection": collection_id,
         "threshold": found.threshold,

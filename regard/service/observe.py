@@ -5,6 +5,9 @@ collector; the default is uvicorn's text lines.
 
 A client may send its own `X-Request-Id` (1 to 64 of A-Z a-z 0-9 . _ -); anything else gets a
 new random one, so a log line can always be found from a response.
+
+Each request is also counted for the Prometheus metrics (regard/service/metrics.py: by operation,
+method and status, and its latency), which `regard serve --metrics-address` serves apart.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+from regard.service import metrics
 from regard.service.errors import Receive, Scope, Send
 from regard.service.state import REKOGNITION_PATH
 
@@ -52,6 +56,7 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
             path = scope.get("path", "")
             target = headers.get("x-amz-target", "")
             operation = target[len(_TARGET):] if path == REKOGNITION_PATH and target.startswith(_TARGET) else None
@@ -60,6 +65,7 @@ class RequestLog:
                 extra={"request": {"id": request_id, "method": scope.get("method"), "path": path, "operation": operation,
                                    "status": status, "ms": round((time.perf_counter() - started) * 1000, 1)}},
             )  # fmt: skip
+            metrics.request_done(scope, operation, status, seconds)
 
 
 class JsonFormatter(logging.Formatter):

@@ -2,13 +2,21 @@
 
 One worker serves in this process. Several are processes that this one starts (multiprocessing,
 spawn), each handed the ServiceConfig and the listening socket as arguments: each builds the app
-from that configuration, loads the models once and opens the store. Nothing goes through the
-environment. This process watches them: a worker that dies is logged and replaced; one that could
+from that configuration, loads the models once and opens the store. Nothing of Regard's goes
+through the environment (the one exception is prometheus_client's own PROMETHEUS_MULTIPROC_DIR,
+below). This process watches them: a worker that dies is logged and replaced; one that could
 not start (a store it cannot open, models that do not load) stops the service, since its
 replacement would fail the same way. SIGHUP replaces the workers one at a time.
 
 On SIGTERM/SIGINT uvicorn stops accepting connections and lets requests in flight finish (up to
 `graceful_seconds`); then `serve` returns (exit status 0), after a last audit checkpoint.
+
+With `metrics_at` (`--metrics-address HOST:PORT`) the Prometheus metrics (regard/service/metrics.py)
+are served on that address, a listener of their own and never the API's port: they name
+collections and their sizes, and a reverse proxy publishing the API must not publish them. One
+worker serves them from a thread. With several, this process makes a private folder, hands it to
+the workers as PROMETHEUS_MULTIPROC_DIR (prometheus_client's multiprocess mode: each worker writes
+its figures there), serves their sum with the store's figures, and removes the folder at the end.
 """
 
 from __future__ import annotations
@@ -16,11 +24,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
@@ -202,8 +214,11 @@ class Workers:
     """`count` worker processes serving one listening socket, each handed the configuration, kept
     at `count` until SIGTERM/SIGINT."""
 
-    def __init__(self, config: ServiceConfig, how: Uvicorn, sock: socket.socket, count: int) -> None:
+    def __init__(
+        self, config: ServiceConfig, how: Uvicorn, sock: socket.socket, count: int, gone: Callable[[int], None] | None = None
+    ) -> None:
         self.config, self.how, self.sock, self.count = config, how, sock, max(1, count)
+        self.gone = gone  # told the pid of each worker that ended (the metrics' live gauges)
         self._context = multiprocessing.get_context("spawn")  # nothing of this process is shared
         self._signals: list[int] = []
         self.children: list[_Child] = []
@@ -251,6 +266,7 @@ class Workers:
             if process.is_alive() or self._stopping():
                 continue
             process.join()
+            self._ended(process)
             if process.exitcode == STARTUP_FAILURE:
                 supervisor_log.error("Worker process [%d] could not start; stopping the service", process.pid)
                 return False
@@ -289,6 +305,46 @@ class Workers:
                 supervisor_log.error("Worker process [%d] did not stop in time; killed", process.pid)
                 process.kill()
                 process.join()
+            self._ended(process)
+
+    def _ended(self, process: BaseProcess) -> None:
+        if self.gone is not None and process.pid is not None:
+            self.gone(process.pid)
+
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextmanager
+def _worker_metrics(metrics_at: tuple[str, int] | None, store_url: str | None) -> Iterator[Callable[[int], None] | None]:
+    """With several workers and a metrics address: the workers' folder for their figures, set for
+    them to inherit, and the listener serving their sum (see the module's docstring). What to call
+    when a worker ends."""
+    if metrics_at is None:
+        yield None
+        return
+    # Imported before the variable is set: prometheus_client chooses where values live when it is
+    # first imported, and this process keeps its own in memory (it records nothing itself).
+    from regard.service import metrics
+
+    folder = tempfile.mkdtemp(prefix="regard-metrics-")  # mode 700: this user's only
+    previous = os.environ.get(MULTIPROC_DIR)
+    # prometheus_client's own variable, read by prometheus_client as each worker imports it:
+    # spawned workers inherit this process's environment as it is when they start, before they
+    # import anything. Regard's own settings are still read only by regard/config.py.
+    os.environ[MULTIPROC_DIR] = folder
+    listener = None
+    try:
+        listener = metrics.MetricsListener(metrics_at, store_url, metrics.multiprocess_registry(folder))
+        yield lambda pid: metrics.worker_gone(folder, pid)
+    finally:
+        if listener is not None:
+            listener.close()
+        if previous is None:
+            os.environ.pop(MULTIPROC_DIR, None)
+        else:
+            os.environ[MULTIPROC_DIR] = previous
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def serve(
@@ -301,21 +357,32 @@ def serve(
     log_level: str = "info",
     log_format: str = "text",
     checkpoints: Checkpointing | None = None,
+    metrics_at: tuple[str, int] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (see the module's docstring); SystemExit(STARTUP_FAILURE) when
-    the service could not start."""
+    the service could not start. `metrics_at`: (host, port) of the metrics listener, else none."""
     how = Uvicorn(graceful_seconds=graceful_seconds, log_level=log_level, log_format=log_format)
     if checkpoints is not None:
         checkpoints.once(config.store_url)  # fail early on a bad key, and anchor the start
         checkpoints.start(config.store_url)
     try:
         if workers <= 1:
-            started = serve_app(config, how, host=host, port=port)
+            listener = None
+            if metrics_at is not None:
+                from regard.service.metrics import MetricsListener
+
+                listener = MetricsListener(metrics_at, config.store_url)  # this process's own figures
+            try:
+                started = serve_app(config, how, host=host, port=port)
+            finally:
+                if listener is not None:
+                    listener.close()
         else:
             # Bound here, once, and handed to every worker (and to the replacement of one that dies).
             sock = how.config(None, host=host, port=port).bind_socket()  # no app is loaded here
             try:
-                started = Workers(config, how, sock, workers).run()
+                with _worker_metrics(metrics_at, config.store_url) as gone:
+                    started = Workers(config, how, sock, workers, gone).run()
             finally:
                 sock.close()
     finally:

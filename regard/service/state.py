@@ -151,9 +151,12 @@ class ServiceState:
     def warm_up(self) -> None:
         """Load and verify the models so the first request does not pay for it."""
         from regard import models
+        from regard.service import metrics
 
+        started = time.perf_counter()
         models.get_detector()
         models.get_embedder()
+        metrics.models_loaded(time.perf_counter() - started)
         self.ready.set()
 
     def admit(self, caller: Caller) -> None:

@@ -9,6 +9,7 @@ from regard.errors import InvalidArgumentError
 from regard.face import Face, QualityLevel
 from regard.match import compare_embeddings
 from regard.pipeline import detect
+from regard.service import metrics
 from regard.service.rekognition.call import Call
 from regard.service.rekognition.shapes import face_detail
 from regard.service.rekognition.similarity import similarity_of_score
@@ -34,6 +35,7 @@ def detect_faces(call: Call) -> dict[str, Any]:
     # age, gender, emotion or appearance attributes (docs/SERVICE.md).
     rgb, _ = call.image()
     faces = detect(rgb, embed=False)
+    metrics.faces_detected(len(faces))
     return {"FaceDetails": [face_detail(rgb, f) for f in faces]}
 
 

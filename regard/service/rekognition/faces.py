@@ -14,6 +14,7 @@ from regard import gallery
 from regard.errors import InvalidArgumentError, NotFoundError
 from regard.face import Face, QualityLevel
 from regard.pipeline import detect
+from regard.service import metrics
 from regard.service.rekognition.call import _FACE_ID, _USER_ID, Call, _face_ids, _page
 from regard.service.rekognition.detect import _largest, _passes
 from regard.service.rekognition.shapes import (
@@ -152,6 +153,7 @@ def search_faces(call: Call) -> dict[str, Any]:
         call.store, collection_id, face_id, actor=call.caller.actor, purpose=call.purpose(), k=k, threshold=threshold
     )
     call.report_threshold(found.threshold)
+    metrics.searched(call.store, collection_id)
     return {"SearchedFaceId": face_id, "FaceMatches": _matches(call, found, found.model), "FaceModelVersion": found.model}
 
 
@@ -179,6 +181,7 @@ def search_faces_by_image(call: Call) -> dict[str, Any]:
         request={"operation": "SearchFacesByImage"},
     )
     call.report_threshold(found.threshold)
+    metrics.searched(call.store, collection_id)
     detail = face_detail(rgb, probe)
     return {
         "SearchedFaceBoundingBox": detail["BoundingBox"],

@@ -11,6 +11,7 @@ from typing import Any
 from regard import gallery
 from regard.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from regard.match import ThresholdTable
+from regard.service import metrics
 from regard.service.rekognition.call import (
     _FACE_ID,
     _USER_ID,
@@ -185,6 +186,7 @@ def search_users(call: Call) -> dict[str, Any]:
         request={"operation": "SearchUsers", "user_id": user_id, "face_id": face_id},
     )
     call.report_threshold(results.threshold)
+    metrics.searched(call.store, collection_id)
     return {
         "UserMatches": _user_matches(call.store.table, results, exclude, most),
         "FaceModelVersion": results.model,
@@ -204,6 +206,7 @@ def search_users_by_image(call: Call) -> dict[str, Any]:
         k=min(1000, most * 4 + 8), threshold=threshold, request={"operation": "SearchUsersByImage"},
     )
     call.report_threshold(found.threshold)
+    metrics.searched(call.store, collection_id)
     return {
         "UserMatches": _user_matches(call.store.table, [found[0].candidates], None, most),
         "FaceModelVersion": found.model,
