@@ -46,16 +46,19 @@ def _models() -> list[Check]:
 
 
 def _store(url: str, default: bool) -> tuple[list[Check], Path | None]:
+    from regard.config import redact_url
     from regard.store import NoStoreError, open_store
+
+    shown = redact_url(url)  # a PostgreSQL URL may carry a password: never print it
 
     folder = Path(url[len("sqlite:///") :]).parent if url.startswith("sqlite:///") else None
     try:
         store = open_store(url, create=False)
     except NoStoreError:
         status = "warn" if default else "fail"
-        return [Check("store", status, f"there is no store at {url}", f"regard init --store {url}")], folder
+        return [Check("store", status, f"there is no store at {shown}", f"regard init --store {shown}")], folder
     except Exception as exc:  # noqa: BLE001
-        return [Check("store", "fail", f"{url}: {exc}", "check the URL, the server and the credentials")], folder
+        return [Check("store", "fail", f"{shown}: {exc}", "check the URL, the server and the credentials")], folder
     checks = []
     try:
         backend = store.backend
@@ -63,10 +66,10 @@ def _store(url: str, default: bool) -> tuple[list[Check], Path | None]:
             from regard.store.sqlite import SCHEMA_VERSION
 
             version = backend._conn.execute("PRAGMA user_version").fetchone()[0]  # noqa: SLF001
-            checks.append(Check("store", "ok", f"{url}: SQLite, schema version {version} of {SCHEMA_VERSION}"))
+            checks.append(Check("store", "ok", f"{shown}: SQLite, schema version {version} of {SCHEMA_VERSION}"))
         else:
             version = getattr(store, "schema_version", "?")
-            checks.append(Check("store", "ok", f"{url}: PostgreSQL, schema version {version}"))
+            checks.append(Check("store", "ok", f"{shown}: PostgreSQL, schema version {version}"))
             row = backend.connection.execute(
                 "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
             ).fetchone()
@@ -103,13 +106,14 @@ def _disk(folder: Path) -> Check:
 
 def _doctor(args: argparse.Namespace) -> int:
     from regard import config
+    from regard.config import redact_url
     from regard.store import default_store_url
 
     settings = config.current()
     named = args.store or settings.store_url
     url = named or default_store_url()
     key = master_key_file(args, url)
-    init = "regard init" + (f" --store {url}" if named else "") + (f" --master-key {key.path}" if args.master_key else "")
+    init = "regard init" + (f" --store {redact_url(url)}" if named else "") + (f" --master-key {key.path}" if args.master_key else "")
     checks = _models()
     store_checks, folder = _store(url, default=named is None)
     checks += store_checks

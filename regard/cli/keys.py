@@ -22,11 +22,11 @@ ROLE_NAMES = ("detect", "enroll", "search", "admin")
 
 def _keyring(args: argparse.Namespace) -> Any:
     from regard import config
+    from regard.cli.common import open_store
     from regard.service.keys import KeyRing
-    from regard.store import open_store
 
     path = master_key_file(args, args.store or config.current().store_url).path  # asked before the store opens
-    return KeyRing(open_store(args.store), path)
+    return KeyRing(open_store(args), path)  # a named store must exist (regard init), as for every command
 
 
 def _describe(key: Any) -> str:
