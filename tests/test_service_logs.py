@@ -42,3 +42,29 @@ def test_text_logs_still_give_every_answer_an_id(tmp_path: Path) -> None:
     with running_service(tmp_path) as service:
         response = httpx.get(f"{service.url}/healthz")
         assert len(response.headers["x-request-id"]) == 32
+
+
+def _session_cookie(service, headers: dict[str, str]) -> str:
+    """The console's sign-in answer's Set-Cookie for its session, signing in with `headers` sent."""
+    import re
+
+    key_id, secret = service.key("admin")
+    form = httpx.get(f"{service.url}/console/sign-in", headers=headers)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf, form.text[:300]
+    cookies = "; ".join(f"{k}={v}" for k, v in form.cookies.items())
+    answer = httpx.post(
+        f"{service.url}/console/sign-in", headers={**headers, "Cookie": cookies},
+        data={"key": f"{key_id}.{secret}", "csrf": csrf.group(1), "next": "/console"},
+    )  # fmt: skip
+    assert answer.status_code == 303, answer.text[:300]
+    return " | ".join(v for k, v in answer.headers.multi_items() if k.lower() == "set-cookie")
+
+
+def test_forwarded_headers_are_believed_only_from_a_trusted_proxy(tmp_path: Path) -> None:
+    https = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    with running_service(tmp_path / "open") as service:  # no --trusted-proxy: a client cannot claim HTTPS
+        assert "secure" not in _session_cookie(service, https).lower()
+    with running_service(tmp_path / "proxied", "--trusted-proxy", "127.0.0.1") as service:
+        assert "secure" in _session_cookie(service, https).lower()
+        assert "secure" not in _session_cookie(service, {}).lower()  # plain HTTP through the proxy stays plain

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from regard.cli.common import EXIT_BAD_INPUT, EXIT_OK, STORE_HELP
+from regard.cli.common import EXIT_BAD_INPUT, EXIT_OK, MASTER_KEY_HELP, STORE_HELP
 from regard.cli.common import error as _error
 
 
@@ -47,7 +47,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         checkpoints = Checkpointing(Path(args.checkpoint_key), Path(args.checkpoint_file), args.checkpoint_minutes * 60)
     serve(
         config, host=args.host, port=args.port, workers=args.workers, graceful_seconds=args.graceful_seconds,
-        log_format=args.log_format, checkpoints=checkpoints, metrics_at=metrics_at,
+        log_format=args.log_format, checkpoints=checkpoints, metrics_at=metrics_at, trusted_proxies=args.trusted_proxy,
     )  # fmt: skip
     return EXIT_OK
 
@@ -66,7 +66,7 @@ def add_serve_command(sub: Any) -> None:
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default %(default)s)")
     serve.add_argument("--store", help=STORE_HELP)
     serve.add_argument(
-        "--master-key", metavar="PATH", help="the master key file keys are derived from (default: $REGARD_MASTER_KEY_FILE or next to the default store)"
+        "--master-key", metavar="PATH", help=MASTER_KEY_HELP
     )
     serve.add_argument("--region", help=f"the region SigV4 requests are signed for (default: $REGARD_REGION, else {DEFAULT_REGION})")
     serve.add_argument("--max-image-bytes", type=int, help=f"largest image accepted (default: $REGARD_MAX_IMAGE_BYTES, else {DEFAULT_MAX_IMAGE_BYTES})")
@@ -83,6 +83,11 @@ def add_serve_command(sub: Any) -> None:
         help="serve Prometheus metrics at http://HOST:PORT/metrics (off by default; e.g. 127.0.0.1:9464): a listener of "
         "its own, never the API's port, since the figures name collections and their sizes; keep it on a private "
         "address for Prometheus, out of reach of the reverse proxy in front of the API",
+    )  # fmt: skip
+    serve.add_argument(
+        "--trusted-proxy", metavar="ADDRS",
+        help="the reverse proxy's address(es), comma-separated (CIDR allowed): only from these are X-Forwarded-For "
+        "and X-Forwarded-Proto believed, so logs show clients and the console sees HTTPS (default: believed from no one)",
     )  # fmt: skip
     serve.add_argument("--checkpoint-key", metavar="KEY", help="sign the audit log's head with this key (regard log keygen) ...")
     serve.add_argument("--checkpoint-file", metavar="FILE", help="... and append the checkpoint to FILE (regard log verify --checkpoint)")

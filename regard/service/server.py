@@ -127,6 +127,10 @@ class Uvicorn:
     graceful_seconds: int = 30
     log_level: str = "info"
     log_format: str = "text"  # or "json": one JSON object per line (regard/service/observe.py)
+    trusted_proxies: str | None = None
+    """Addresses (comma-separated, CIDR allowed) whose X-Forwarded-For and X-Forwarded-Proto are
+    believed (`--trusted-proxy`): then logs show the client's address and the console sees HTTPS
+    (its session cookie is marked Secure). None: no proxy header is believed, from anyone."""
 
     def config(self, app: Any, **where: Any) -> uvicorn.Config:
         from regard.service.observe import log_config
@@ -139,7 +143,8 @@ class Uvicorn:
             workers=1,  # each server is one process; `serve` starts the others itself
             timeout_graceful_shutdown=self.graceful_seconds,
             log_level=self.log_level,
-            proxy_headers=False,
+            proxy_headers=self.trusted_proxies is not None,
+            forwarded_allow_ips=self.trusted_proxies or "",
             http=NoDelayH11Protocol,
             server_header=False,
             # The request body limit is enforced by the app (LimitsMiddleware) in the caller's dialect.
@@ -358,10 +363,11 @@ def serve(
     log_format: str = "text",
     checkpoints: Checkpointing | None = None,
     metrics_at: tuple[str, int] | None = None,
+    trusted_proxies: str | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (see the module's docstring); SystemExit(STARTUP_FAILURE) when
     the service could not start. `metrics_at`: (host, port) of the metrics listener, else none."""
-    how = Uvicorn(graceful_seconds=graceful_seconds, log_level=log_level, log_format=log_format)
+    how = Uvicorn(graceful_seconds=graceful_seconds, log_level=log_level, log_format=log_format, trusted_proxies=trusted_proxies)
     if checkpoints is not None:
         checkpoints.once(config.store_url)  # fail early on a bad key, and anchor the start
         checkpoints.start(config.store_url)
