@@ -3,6 +3,8 @@ that really erases, persistence, padding, bad input and concurrent use."""
 
 from __future__ import annotations
 
+import json
+import struct
 import threading
 from pathlib import Path
 
@@ -11,9 +13,11 @@ import pytest
 
 from regard.index import (
     APPROXIMATE_FROM,
+    DIM,
     ApproximateIndex,
     ExactIndex,
     VectorIndex,
+    approximate,
     load_index,
     new_index,
 )
@@ -346,3 +350,146 @@ def test_new_index_picks_by_size() -> None:
     assert isinstance(new_index(APPROXIMATE_FROM), ApproximateIndex)
     for index in (ExactIndex(), ApproximateIndex()):
         assert isinstance(index, VectorIndex)
+
+
+# ---------------------------------------------------------------- other widths (operator-supplied models)
+
+
+def unit_vectors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    """Random vectors on the unit sphere, as recognition models other than dlib's give."""
+    v = rng.standard_normal((n, dim))
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def one_thread(kind: type, dim: int) -> VectorIndex:
+    """An empty index of `dim`-d vectors; an approximate one built on one thread (the same graph
+    every run)."""
+    return kind(dim, threads=1) if kind is ApproximateIndex else kind(dim)
+
+
+@pytest.mark.parametrize("dim", [8, 512])
+def test_other_widths_find_the_brute_force_neighbours(kind: type, dim: int) -> None:
+    rng = np.random.default_rng(dim)
+    gallery, queries = unit_vectors(1000, dim, rng), unit_vectors(100, dim, rng)
+    ids = np.arange(1000, dtype=np.int64) * 7 + 3
+    index = one_thread(kind, dim)
+    assert index.dim == dim
+    index.add(ids[:600], gallery[:600])
+    index.add(ids[600:], gallery[600:])
+    found, distances = index.search(queries, 10)
+
+    truth = brute_force(gallery, queries)
+    order = np.argsort(truth, axis=1)[:, :10]
+    np.testing.assert_array_equal(found, ids[order])
+    np.testing.assert_allclose(distances, np.take_along_axis(truth, order, 1), rtol=1e-5, atol=1e-6)
+    found, distances = index.search(gallery[:5], 1)  # stored vectors find themselves, at 0
+    np.testing.assert_array_equal(found[:, 0], ids[:5])
+    np.testing.assert_allclose(distances[:, 0], 0.0, atol=1e-3)
+    got_ids, got_vectors = index.items()
+    assert got_vectors.shape == (1000, dim)
+    np.testing.assert_array_equal(got_vectors[np.argsort(got_ids)], gallery)
+
+
+@pytest.mark.parametrize("dim", [8, 512])
+def test_other_widths_remove(kind: type, dim: int) -> None:
+    rng = np.random.default_rng(dim + 1)
+    gallery = unit_vectors(300, dim, rng)
+    ids = np.arange(300, dtype=np.int64)
+    index = one_thread(kind, dim)
+    index.add(ids, gallery)
+    index.remove(ids[:100])
+    assert len(index) == 200
+    found, _ = index.search(gallery[:100], 5)
+    assert not np.isin(found, ids[:100]).any()
+    found, _ = index.search(gallery[100:110], 1)
+    np.testing.assert_array_equal(found[:, 0], ids[100:110])
+
+
+def test_wrong_widths_are_refused_naming_the_index_dim(kind: type) -> None:
+    index = kind(512)
+    with pytest.raises(ValueError, match=r"\(N, 512\).*512-d index"):
+        index.add(np.array([1, 2]), np.zeros((2, 128), np.float32))
+    with pytest.raises(ValueError, match=r"\(N, 512\)"):
+        index.add(np.array([1]), np.zeros(511, np.float32))
+    index.add(np.array([1, 2]), np.ones((2, 512), np.float32))
+    with pytest.raises(ValueError, match=r"queries must have shape \(N, 512\)"):
+        index.search(np.zeros((1, 128), np.float32), 1)
+    assert len(index) == 2
+    with pytest.raises(ValueError, match=r"\(N, 128\).*128-d index"):  # the default width
+        kind().add(np.array([1]), np.zeros((1, 512), np.float32))
+    for bad in (0, -5, 1.5, True, "512"):
+        with pytest.raises(ValueError, match="dim"):
+            kind(bad)
+
+
+def test_a_saved_width_loads_back_and_is_refused_as_another(kind: type, tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    gallery, queries = unit_vectors(400, 512, rng), unit_vectors(20, 512, rng)
+    ids = np.arange(400, dtype=np.int64) * 3
+    index = one_thread(kind, 512)
+    index.add(ids, gallery)
+    index.remove(ids[:10])
+    before = index.search(queries, 10)
+    path = tmp_path / "wide.index"
+    index.save(path)
+    for loaded in (kind.load(path), kind.load(path, dim=512), load_index(path), load_index(path, 512)):
+        assert type(loaded) is kind and loaded.dim == 512 and len(loaded) == 390
+        after = loaded.search(queries, 10)
+        np.testing.assert_array_equal(after[0], before[0])
+        np.testing.assert_array_equal(after[1], before[1])
+    with pytest.raises(ValueError, match="512-d vectors, not 128-d"):
+        kind.load(path, dim=128)
+    with pytest.raises(ValueError, match="512-d vectors, not 128-d"):
+        load_index(path, 128)
+    # A 128-d file is refused as 512.
+    small = kind()
+    small.add(np.array([1]), np.ones((1, 128), np.float32))
+    small.save(tmp_path / "narrow.index")
+    assert load_index(tmp_path / "narrow.index").dim == 128
+    with pytest.raises(ValueError, match="128-d vectors, not 512-d"):
+        load_index(tmp_path / "narrow.index", 512)
+
+
+def test_approximate_files_written_before_widths_still_load(tmp_path: Path) -> None:
+    """Files saved before the index had a dim record none in their header: they hold 128-d graphs."""
+    ids, gallery, centres = small_gallery(200)
+    index = ApproximateIndex(threads=1)
+    index.add(ids, gallery)
+    index.remove(ids[:5])
+    new = tmp_path / "new.index"
+    index.save(new)
+    data = new.read_bytes()
+    start = len(approximate._MAGIC)
+    version, length = struct.unpack("<II", data[start : start + 8])
+    header = json.loads(data[start + 8 : start + 8 + length])
+    assert header.pop("dim") == 128
+    old_header = json.dumps(header).encode()  # the header as the writer before widths wrote it
+    old = tmp_path / "old.index"
+    old.write_bytes(
+        approximate._MAGIC + struct.pack("<II", version, len(old_header)) + old_header + data[start + 8 + length :]
+    )
+
+    queries = photos(centres, np.random.default_rng(12))
+    for loaded in (ApproximateIndex.load(old), load_index(old), load_index(old, 128)):
+        assert loaded.dim == 128 and len(loaded) == 195
+        np.testing.assert_array_equal(loaded.search(queries, 5)[0], index.search(queries, 5)[0])
+    with pytest.raises(ValueError, match="128-d vectors, not 512-d"):
+        ApproximateIndex.load(old, dim=512)
+
+    # A header whose dim disagrees with its graph is refused.
+    header["dim"] = 512
+    lying = json.dumps(header).encode()
+    (tmp_path / "lying.index").write_bytes(
+        approximate._MAGIC + struct.pack("<II", version, len(lying)) + lying + data[start + 8 + length :]
+    )
+    with pytest.raises(ValueError, match="512-d HNSW graph"):
+        ApproximateIndex.load(tmp_path / "lying.index")
+
+
+def test_new_index_takes_a_width() -> None:
+    for size, kind in ((0, ExactIndex), (APPROXIMATE_FROM, ApproximateIndex)):
+        index = new_index(size, 512)  # positionally, as the store calls it
+        assert isinstance(index, kind) and isinstance(index, VectorIndex) and index.dim == 512
+        assert new_index(size).dim == DIM == 128
+        index.add(np.array([7]), unit_vectors(1, 512, np.random.default_rng(13)))
+        assert index.search(index.items()[1], 1)[0][0, 0] == 7

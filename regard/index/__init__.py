@@ -1,11 +1,16 @@
 """Vector indexes for 1:N search: the k nearest stored embeddings of a query, by Euclidean distance.
 
     from regard.index import new_index, load_index
-    index = new_index(size_hint=len(vectors))       # ExactIndex below APPROXIMATE_FROM, else approximate
-    index.add(ids, vectors)                         # int64 ids >= 0 (N,), float32 (N, 128)
+    index = new_index(size_hint=len(vectors), dim=512)  # ExactIndex below APPROXIMATE_FROM, else approximate
+    index.add(ids, vectors)                         # int64 ids >= 0 (N,), float32 (N, dim)
     ids, distances = index.search(queries, k=10)    # (Q, k) int64, -1 padded; (Q, k) float32, ascending
     index.remove(ids)                               # really gone: from results, memory and saved files
     index.save(path); index = load_index(path)      # atomic write (temp file + rename)
+
+Every index holds vectors of one width, its `dim` (default DIM, 128: dlib's embeddings; models
+supplied by the operator give other widths, 512 for ArcFace's family). Vectors of another width are
+refused with a ValueError naming the index's dim; a saved file records its dim, and
+`load_index(path, dim=...)` refuses a file of another width.
 
 ExactIndex is numpy; ApproximateIndex is faiss's HNSW graph (see regard/index/approximate.py for
 why). Both kinds return exact float32 Euclidean distances (the embedder's native metric; scores are
@@ -38,10 +43,15 @@ APPROXIMATE_FROM = 100_000
 
 @runtime_checkable
 class VectorIndex(Protocol):
-    """What the store needs of an index of 128-d face embeddings."""
+    """What the store needs of an index of face embeddings (`dim` numbers each)."""
+
+    @property
+    def dim(self) -> int:
+        """The width of the vectors it holds."""
+        ...
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add (N,) int64 ids >= 0 with (N, 128) float32 vectors; re-adding an id replaces it."""
+        """Add (N,) int64 ids >= 0 with (N, dim) float32 vectors; re-adding an id replaces it."""
         ...
 
     def remove(self, ids: np.ndarray) -> None:
@@ -68,20 +78,21 @@ class VectorIndex(Protocol):
         ...
 
 
-def new_index(size_hint: int) -> VectorIndex:
-    """An empty index suited to a collection of about `size_hint` faces."""
+def new_index(size_hint: int, dim: int = DIM) -> VectorIndex:
+    """An empty index of `dim`-d vectors suited to a collection of about `size_hint` faces."""
     if size_hint >= APPROXIMATE_FROM:
-        return ApproximateIndex()
-    return ExactIndex()
+        return ApproximateIndex(dim)
+    return ExactIndex(dim)
 
 
-def load_index(path: Path) -> VectorIndex:
-    """Read an index saved by either kind, whichever it is."""
+def load_index(path: Path, dim: int | None = None) -> VectorIndex:
+    """Read an index saved by either kind, whichever it is, of the file's dim; `dim`: refuse
+    (ValueError) a file of any other width."""
     with open(path, "rb") as f:
         head = f.read(4)
     if head == b"PK\x03\x04":  # numpy's .npz: an ExactIndex
-        return ExactIndex.load(path)
-    return ApproximateIndex.load(path)
+        return ExactIndex.load(path, dim=dim)
+    return ApproximateIndex.load(path, dim=dim)
 
 
 __all__ = [

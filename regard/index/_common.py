@@ -11,7 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-DIM = 128  # dlib's ResNet embeddings
+DIM = 128  # dlib's ResNet embeddings: the default width of an index
+
+
+def check_dim(dim: int) -> int:
+    """An index's width as an int >= 1 (operator-supplied models give 2 to 4096 numbers a face)."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+        raise ValueError(f"an index's dim must be an integer >= 1, not {dim!r}")
+    return int(dim)
 
 
 def check_ids(ids: np.ndarray) -> np.ndarray:
@@ -27,13 +34,15 @@ def check_ids(ids: np.ndarray) -> np.ndarray:
     return array
 
 
-def check_vectors(vectors: np.ndarray, what: str = "vectors") -> np.ndarray:
-    """Vectors as a C-contiguous (N, 128) float32 array of finite values; a 1-D vector is one row."""
+def check_vectors(vectors: np.ndarray, what: str = "vectors", *, dim: int = DIM) -> np.ndarray:
+    """Vectors as a C-contiguous (N, dim) float32 array of finite values; a 1-D vector is one row."""
     array = np.asarray(vectors)
     if array.ndim == 1:
         array = array[None, :]
-    if array.ndim != 2 or array.shape[1] != DIM:
-        raise ValueError(f"{what} must have shape (N, {DIM}), not {np.asarray(vectors).shape}")
+    if array.ndim != 2 or array.shape[1] != dim:
+        raise ValueError(
+            f"{what} must have shape (N, {dim}) for this {dim}-d index, not {np.asarray(vectors).shape}"
+        )
     if array.size and not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
         raise ValueError(f"{what} must be numbers, not {array.dtype}")
     array = np.ascontiguousarray(array, dtype=np.float32)
@@ -42,9 +51,9 @@ def check_vectors(vectors: np.ndarray, what: str = "vectors") -> np.ndarray:
     return array
 
 
-def check_batch(ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def check_batch(ids: np.ndarray, vectors: np.ndarray, *, dim: int = DIM) -> tuple[np.ndarray, np.ndarray]:
     ids = check_ids(ids)
-    vectors = check_vectors(vectors)
+    vectors = check_vectors(vectors, dim=dim)
     if len(ids) != len(vectors):
         raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
     if len(np.unique(ids)) != len(ids):

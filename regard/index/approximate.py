@@ -35,6 +35,7 @@ from regard.index._common import (
     ReadWriteLock,
     atomic_write,
     check_batch,
+    check_dim,
     check_ids,
     check_k,
     check_vectors,
@@ -101,14 +102,17 @@ class ApproximateIndex:
 
     def __init__(
         self,
+        dim: int = DIM,
         *,
         connectivity: int = CONNECTIVITY,
         expansion_add: int = EXPANSION_ADD,
         expansion_search: int = EXPANSION_SEARCH,
         threads: int | None = None,
     ) -> None:
-        """`threads`: threads used to add vectors (default: REGARD_THREADS, else 1). A search of
-        one query runs on the calling thread; a batch of queries uses faiss's OpenMP threads."""
+        """`dim`: the width of the vectors it holds. `threads`: threads used to add vectors (default:
+        REGARD_THREADS, else 1). A search of one query runs on the calling thread; a batch of
+        queries uses faiss's OpenMP threads."""
+        self._dim = check_dim(dim)
         self._lock = ReadWriteLock()
         self._threads = threads or _default_threads()
         self._connectivity, self._expansion_add = int(connectivity), int(expansion_add)
@@ -120,7 +124,7 @@ class ApproximateIndex:
         self._bitmap: np.ndarray | None = None  # live rows, bit i of byte i // 8; None: all live
 
     def _new_graph(self) -> Any:
-        index = _faiss().IndexHNSWFlat(DIM, self._connectivity)  # METRIC_L2: squared distances
+        index = _faiss().IndexHNSWFlat(self._dim, self._connectivity)  # METRIC_L2: squared distances
         index.hnsw.efConstruction = self._expansion_add
         index.hnsw.efSearch = self._expansion_search
         return index
@@ -129,7 +133,7 @@ class ApproximateIndex:
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add vectors under their ids; an id already present has its vector replaced."""
-        ids, vectors = check_batch(ids, vectors)
+        ids, vectors = check_batch(ids, vectors, dim=self._dim)
         if not len(ids):
             return
         with self._lock.writing():
@@ -168,13 +172,13 @@ class ApproximateIndex:
             faiss.omp_set_num_threads(before)
 
     def _storage_locked(self) -> np.ndarray:
-        """The graph's vectors, (rows, 128) float32, as a writable view of faiss's own memory."""
+        """The graph's vectors, (rows, dim) float32, as a writable view of faiss's own memory."""
         faiss = _faiss()
-        n = self._index.ntotal
+        n, dim = self._index.ntotal, self._dim
         if not n:
-            return np.zeros((0, DIM), np.float32)
+            return np.zeros((0, dim), np.float32)
         flat = faiss.downcast_index(self._index.storage)
-        return faiss.rev_swig_ptr(flat.get_xb(), n * DIM).reshape(n, DIM)
+        return faiss.rev_swig_ptr(flat.get_xb(), n * dim).reshape(n, dim)
 
     def _erase_rows_locked(self, rows: np.ndarray) -> None:
         self._storage_locked()[rows] = 0.0  # the vectors themselves are gone
@@ -212,7 +216,7 @@ class ApproximateIndex:
         """The k nearest stored vectors of each query: (Q, k) int64 ids padded with -1, and
         (Q, k) float32 Euclidean distances, ascending, padded with +inf."""
         faiss = _faiss()
-        queries = check_vectors(queries, "queries")
+        queries = check_vectors(queries, "queries", dim=self._dim)
         k = check_k(k)
         out_ids, out_distances = empty_result(len(queries), k)
         if k == 0 or len(queries) == 0:
@@ -258,6 +262,11 @@ class ApproximateIndex:
     def __len__(self) -> int:
         return len(self._map.ids)
 
+    @property
+    def dim(self) -> int:
+        """The width of the vectors this index holds."""
+        return self._dim
+
     def __contains__(self, id_: object) -> bool:
         if not isinstance(id_, (int, np.integer)):
             return False
@@ -265,7 +274,7 @@ class ApproximateIndex:
             return bool(self._map.lookup(np.array([id_], np.int64))[0] >= 0)
 
     def items(self) -> tuple[np.ndarray, np.ndarray]:
-        """Copies of the stored ids (N,) and vectors (N, 128), in no particular order."""
+        """Copies of the stored ids (N,) and vectors (N, dim), in no particular order."""
         with self._lock.reading():
             live = np.nonzero(self._row_ids >= 0)[0]
             return self._row_ids[live].copy(), self._storage_locked()[live].copy()
@@ -277,7 +286,7 @@ class ApproximateIndex:
             hnsw = self._index.hnsw
             graph = hnsw.neighbors.size() * 4 + hnsw.offsets.size() * 8 + hnsw.levels.size() * 4
             ids = self._row_ids.nbytes + self._map.ids.nbytes + self._map.rows.nbytes
-            return self._index.ntotal * DIM * 4 + graph + ids
+            return self._index.ntotal * self._dim * 4 + graph + ids
 
     # ------------------------------------------------------------------ persistence
 
@@ -288,6 +297,7 @@ class ApproximateIndex:
         with self._lock.writing():  # (exclusive: faiss's writer reads the graph as it writes)
             header = json.dumps(
                 {
+                    "dim": self._dim,
                     "rows": int(self._index.ntotal),
                     "removed": int(self._removed),
                     "connectivity": self._connectivity,
@@ -306,9 +316,16 @@ class ApproximateIndex:
 
     @classmethod
     def load(
-        cls, path: Path, *, expansion_search: int | None = None, threads: int | None = None
+        cls,
+        path: Path,
+        *,
+        dim: int | None = None,
+        expansion_search: int | None = None,
+        threads: int | None = None,
     ) -> ApproximateIndex:
-        """An index read from a file written by `save`."""
+        """An index read from a file written by `save`, of the file's dim; `dim`: refuse (ValueError)
+        a file of any other width. (Files written before indexes had a dim record none in their
+        header: theirs is the graph's, 128.)"""
         faiss = _faiss()
         with open(path, "rb") as f:
             if f.read(len(_MAGIC)) != _MAGIC:
@@ -324,9 +341,15 @@ class ApproximateIndex:
                 raise ValueError(f"{path}: the graph could not be read ({e})") from e
         # (faiss.read_index already returns the concrete class; faiss.downcast_index would
         # return a wrapper that does not own the index, freed with the original wrapper.)
-        if not isinstance(graph, faiss.IndexHNSWFlat) or graph.d != DIM or graph.ntotal != len(row_ids):
-            raise ValueError(f"{path} does not hold a {DIM}-d HNSW graph of {len(row_ids)} rows")
+        saved_dim = header.get("dim", graph.d)  # (none recorded before indexes had a dim)
+        if isinstance(saved_dim, bool) or not isinstance(saved_dim, int):
+            raise ValueError(f"{path}: the header's dim is not an integer ({saved_dim!r})")
+        if not isinstance(graph, faiss.IndexHNSWFlat) or graph.d != saved_dim or graph.ntotal != len(row_ids):
+            raise ValueError(f"{path} does not hold a {saved_dim}-d HNSW graph of {len(row_ids)} rows")
+        if dim is not None and saved_dim != check_dim(dim):
+            raise ValueError(f"{path} holds {saved_dim}-d vectors, not {dim}-d")
         index = cls(
+            saved_dim,
             connectivity=header["connectivity"],
             expansion_add=header["expansion_add"],
             expansion_search=expansion_search or header["expansion_search"],
@@ -344,6 +367,6 @@ class ApproximateIndex:
 
     def __repr__(self) -> str:
         return (
-            f"ApproximateIndex({len(self)} vectors, M={self._connectivity}, "
+            f"ApproximateIndex({len(self)} vectors, dim={self._dim}, M={self._connectivity}, "
             f"efConstruction={self._expansion_add}, efSearch={self._expansion_search})"
         )

@@ -26,6 +26,7 @@ from regard.index._common import (
     DIM,
     atomic_write,
     check_batch,
+    check_dim,
     check_ids,
     check_k,
     check_vectors,
@@ -43,9 +44,9 @@ class _Buffer:
 
     __slots__ = ("erase", "ids", "norms", "readers", "vectors")
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, dim: int) -> None:
         self.ids = np.zeros(capacity, np.int64)
-        self.vectors = np.zeros((capacity, DIM), np.float32)
+        self.vectors = np.zeros((capacity, dim), np.float32)
         self.norms = np.zeros(capacity, np.float32)  # squared norms
         self.readers = 0  # searches reading it now
         self.erase: list[int] = []  # rows to zero once no search reads it
@@ -73,19 +74,20 @@ class _Snapshot:
 
 
 class ExactIndex:
-    """Exact top-k Euclidean search over float32 vectors held in numpy arrays."""
+    """Exact top-k Euclidean search over float32 vectors of `dim` numbers held in numpy arrays."""
 
-    def __init__(self) -> None:
+    def __init__(self, dim: int = DIM) -> None:
+        self._dim = check_dim(dim)
         self._lock = threading.Lock()  # serialises additions and removals
         self._readers_lock = threading.Lock()  # guards the buffers' reader counts
-        self._snapshot = _Snapshot(_Buffer(0), 0)
+        self._snapshot = _Snapshot(_Buffer(0, self._dim), 0)
         self._rows: dict[int, int] = {}  # id -> row in the current buffer
 
     # ------------------------------------------------------------------ mutation
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add vectors under their ids; an id already present has its vector replaced."""
-        ids, vectors = check_batch(ids, vectors)
+        ids, vectors = check_batch(ids, vectors, dim=self._dim)
         if not len(ids):
             return
         with self._lock:
@@ -101,14 +103,14 @@ class ExactIndex:
         with self._lock:
             rows = [self._rows[i] for i in ids.tolist() if i in self._rows]
             if rows:
-                self._rewrite_locked(rows, ids[:0], np.zeros((0, DIM), np.float32))
+                self._rewrite_locked(rows, ids[:0], np.zeros((0, self._dim), np.float32))
 
     def _append_locked(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         old = self._snapshot
         n, needed = old.n, old.n + len(ids)
         buffer = old.buffer
         if needed > len(buffer):
-            buffer = _Buffer(max(needed, 2 * len(buffer), 1024))
+            buffer = _Buffer(max(needed, 2 * len(buffer), 1024), self._dim)
             buffer.ids[:n], buffer.vectors[:n], buffer.norms[:n] = old.ids, old.vectors, old.norms
         # Rows n.. are in no published snapshot: writing them disturbs no search.
         self._fill(buffer, n, ids, vectors)
@@ -122,7 +124,7 @@ class ExactIndex:
         keep[removed_rows] = False
         live = int(keep.sum())
         needed = live + len(ids)
-        buffer = _Buffer(max(1024, needed + needed // 2))
+        buffer = _Buffer(max(1024, needed + needed // 2), self._dim)
         buffer.ids[:live] = old.ids[keep]
         buffer.vectors[:live] = old.vectors[keep]
         buffer.norms[:live] = old.norms[keep]
@@ -164,7 +166,7 @@ class ExactIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest stored vectors of each query: (Q, k) int64 ids padded with -1, and
         (Q, k) float32 Euclidean distances, ascending, padded with +inf."""
-        queries = check_vectors(queries, "queries")
+        queries = check_vectors(queries, "queries", dim=self._dim)
         k = check_k(k)
         out_ids, out_distances = empty_result(len(queries), k)
         if k == 0 or len(queries) == 0:
@@ -186,7 +188,7 @@ class ExactIndex:
         ids, vectors, norms = snapshot.ids, snapshot.vectors, snapshot.norms
         found = min(k, n)
         candidates = min(n, k + _EXTRA_CANDIDATES)
-        chunk = max(1, min(_CHUNK_FLOATS // n, _CHUNK_FLOATS // (candidates * DIM)))
+        chunk = max(1, min(_CHUNK_FLOATS // n, _CHUNK_FLOATS // (candidates * vectors.shape[1])))
         for start in range(0, len(queries), chunk):
             q = queries[start : start + chunk]
             if candidates < n:
@@ -203,11 +205,16 @@ class ExactIndex:
     def __len__(self) -> int:
         return self._snapshot.n
 
+    @property
+    def dim(self) -> int:
+        """The width of the vectors this index holds."""
+        return self._dim
+
     def __contains__(self, id_: object) -> bool:
         return id_ in self._rows
 
     def items(self) -> tuple[np.ndarray, np.ndarray]:
-        """Copies of the stored ids (N,) and vectors (N, 128), in no particular order."""
+        """Copies of the stored ids (N,) and vectors (N, dim), in no particular order."""
         snapshot = self._acquire()
         try:
             return snapshot.ids.copy(), snapshot.vectors.copy()
@@ -223,7 +230,8 @@ class ExactIndex:
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: Path) -> None:
-        """Write the live ids and vectors to `path` (numpy .npz), atomically: temp file + rename."""
+        """Write the live ids and vectors to `path` (numpy .npz), atomically: temp file + rename.
+        The vectors are saved as an (N, dim) array: their shape records the index's dim."""
         snapshot = self._acquire()
         try:
 
@@ -242,8 +250,9 @@ class ExactIndex:
             self._release(snapshot)
 
     @classmethod
-    def load(cls, path: Path) -> ExactIndex:
-        """An index read from a file written by `save`."""
+    def load(cls, path: Path, *, dim: int | None = None) -> ExactIndex:
+        """An index read from a file written by `save`, of the file's dim; `dim`: refuse (ValueError)
+        a file of any other width."""
         try:
             data = np.load(Path(path), allow_pickle=False)
         except (OSError, ValueError) as e:
@@ -254,9 +263,13 @@ class ExactIndex:
             if int(data["version"]) != _VERSION:
                 raise ValueError(f"{path}: unsupported ExactIndex format version {int(data['version'])}")
             ids, vectors = data["ids"], data["vectors"]
-        index = cls()
+        if vectors.ndim != 2 or vectors.shape[1] < 1:
+            raise ValueError(f"{path} is not a saved ExactIndex: vectors of shape {vectors.shape}")
+        if dim is not None and vectors.shape[1] != check_dim(dim):
+            raise ValueError(f"{path} holds {vectors.shape[1]}-d vectors, not {dim}-d")
+        index = cls(vectors.shape[1])
         index.add(ids, vectors)
         return index
 
     def __repr__(self) -> str:
-        return f"ExactIndex({len(self)} vectors)"
+        return f"ExactIndex({len(self)} vectors, dim={self._dim})"
