@@ -19,13 +19,17 @@ import csv
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import TYPE_CHECKING, Iterable, Literal
 
 import numpy as np
 
 from regard.errors import RegardError
 from regard.image import PHOTO_SUFFIXES
+from regard.match import DISTANCE_AT_ZERO
 from regard.models.registry import EMBEDDING_SIZE
+
+if TYPE_CHECKING:
+    from regard.models.recognizer import Recognizer
 
 DEFAULT_IMPOSTOR_PAIRS = 2_000_000
 DEFAULT_SEED = 0
@@ -274,7 +278,7 @@ def read_groups(path: Path) -> dict[str, str]:
 class Embedded:
     """The main face of each photo: its embedding (NaN if no face) and quality level."""
 
-    vectors: np.ndarray  # (photos, 128) float64, NaN rows where no face was found
+    vectors: np.ndarray  # (photos, the model's width: 128 for the built-in) float64, NaN rows where no face was found
     quality: list[str | None]  # LOW / MEDIUM / HIGH, None where no face was found
     errors: dict[int, str] = field(default_factory=dict)  # photo index -> why it could not be read
 
@@ -283,21 +287,27 @@ class Embedded:
         return ~np.isnan(self.vectors[:, 0])
 
 
-def embed_photos(dataset: Dataset, *, progress: bool | None = None) -> Embedded:
+def embed_photos(dataset: Dataset, *, progress: bool | None = None, model: Recognizer | None = None) -> Embedded:
     """Embed the main face of every photo with Regard's own pipeline (detection, quality, flip
     averaging, as `compare` and enrollment do). A photo that cannot be read counts as a failure to
-    enrol, with its reason. Shows a progress bar on a terminal."""
+    enrol, with its reason. Shows a progress bar on a terminal.
+
+    `model` is the recognition model that embeds the faces (a registered one, as
+    `regard.models.operator.resolve` gives it: each face aligned with its family's template, vectors
+    of its width); None or the built-in model: Regard's own."""
     from regard.image import load_image
     from regard.pipeline import detect, primary_face
 
-    vectors = np.full((len(dataset.photos), EMBEDDING_SIZE), np.nan)
+    name = None if model is None or model.built_in else model.id
+    width = EMBEDDING_SIZE if model is None else model.width
+    vectors = np.full((len(dataset.photos), width), np.nan)
     quality: list[str | None] = [None] * len(dataset.photos)
     errors: dict[int, str] = {}
     for k in _progress(range(len(dataset.photos)), len(dataset.photos), progress):
         path = dataset.root / dataset.photos[k]
         try:
             rgb = load_image(path)
-            face = primary_face(detect(rgb), rgb.shape[1], rgb.shape[0])
+            face = primary_face(detect(rgb, model=name), rgb.shape[1], rgb.shape[0])
         except RegardError as exc:
             errors[k] = str(exc)
             continue
@@ -316,9 +326,10 @@ def _progress(items: Iterable[int], total: int, progress: bool | None) -> Iterab
     return tqdm(items, total=total, desc="embedding photos", unit="photo", file=sys.stderr)
 
 
-def pair_scores(vectors: np.ndarray, pairs: Pairs, *, chunk: int = 1 << 16) -> np.ndarray:
+def pair_scores(vectors: np.ndarray, pairs: Pairs, *, chunk: int = 1 << 16, scale: float = DISTANCE_AT_ZERO) -> np.ndarray:
     """The 0-100 score of every pair (NaN where a photo has no face), in chunks so that millions of
-    pairs fit in memory. Same arithmetic as `regard.match.similarity`, vectorised."""
+    pairs fit in memory. Same arithmetic as `regard.match.similarity`, vectorised; `scale` is the
+    model's score scale (`Recognizer.distance_at_zero`; the built-in model's by default)."""
     from regard.match import score_from_distance
 
     vectors = np.asarray(vectors, dtype=np.float64)
@@ -327,5 +338,5 @@ def pair_scores(vectors: np.ndarray, pairs: Pairs, *, chunk: int = 1 << 16) -> n
     for start in range(0, len(pairs), chunk):
         a = vectors[pairs.a[start : start + chunk]]
         b = vectors[pairs.b[start : start + chunk]]
-        out[start : start + chunk] = score_from_distance(np.sqrt(((a - b) ** 2).sum(axis=1)))
+        out[start : start + chunk] = score_from_distance(np.sqrt(((a - b) ** 2).sum(axis=1)), scale)
     return out

@@ -38,11 +38,32 @@ def _false_match_sentence(errors: int, trials: int, ci: list[float | None] | Non
     )
 
 
+def audited_model(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The operator's model that embedded the audit's photos (its entry in the report's `models`,
+    the one with an id); None where the built-in model did."""
+    return next((m for m in report["models"] if "id" in m), None)
+
+
+def _stored_sentence(report: dict[str, Any], name: str) -> str | None:
+    """What `--calibrate` did for an operator's model, once the CLI has stored the table."""
+    if not report["calibration"].get("stored_with"):
+        return None
+    rows = {r["target_fmr"]: r for r in report["calibration"]["summary"]}
+    default = f", with a default 1:1 threshold of {rows[1e-3]['threshold']:.1f} (FMR 1e-3 on this data)" if 1e-3 in rows else ""
+    return f"This audit's threshold table is now stored with model {name} (--calibrate): it may compare and search{default}."
+
+
 def findings(report: dict[str, Any]) -> list[str]:
     """Plain-language sentences for the top of the report."""
     out = []
     v, t = report["verification"], report["threshold"]
     at = v["at_threshold"]
+    model = audited_model(report)
+    if model is not None:
+        out.append(
+            f"The faces were embedded by model {model['name']} ({model['id']}, {model['family']} family, "
+            f"{model['width']}-d vectors), supplied by the operator under: {model['license']}."
+        )
     out.append(
         f"At the threshold {t['score']:.1f}, "
         f"{_false_match_sentence(at['false_matches'], at['impostor_pairs'], at['fmr_ci'], 'in ' + report['data']['name'])}; "
@@ -50,15 +71,30 @@ def findings(report: dict[str, Any]) -> list[str]:
         f"({100 * at['fnmr']:.1f} %) are missed."
     )
     shipped = t["shipped_fmr"]
-    if at["fmr_ci"] and shipped < at["fmr_ci"][0]:
+    table = "the shipped table" if model is None else f"model {model['name']}'s own table"
+    stored = None if model is None else _stored_sentence(report, model["name"])
+    if shipped is None:
+        assert model is not None  # the built-in model's table ships with Regard
+        if stored:
+            out.append(f"Model {model['name']} had no calibration when audited. {stored}")
+        else:
+            out.append(
+                f"Model {model['name']} is not calibrated: it has no thresholds of its own, so it may embed faces "
+                f"(enrolment) but not compare or search; `regard audit PHOTOS --out DIR --model {model['name']} "
+                "--calibrate` stores a table measured on labelled photos with it."
+            )
+        stored = None
+    elif at["fmr_ci"] and shipped < at["fmr_ci"][0]:
         out.append(
-            f"That false-match rate is higher than the shipped table's {shipped:.2g} at this threshold: "
+            f"That false-match rate is higher than {table}'s {shipped:.2g} at this threshold: "
             "calibrate on this data (--calibrate) and set a stricter threshold (--apply-to)."
         )
     elif at["fmr_ci"] and shipped > at["fmr_ci"][1]:
-        out.append(f"That false-match rate is lower than the shipped table's {shipped:.2g} at this threshold.")
+        out.append(f"That false-match rate is lower than {table}'s {shipped:.2g} at this threshold.")
     else:
-        out.append(f"The shipped table's false-match rate at this threshold ({shipped:.2g}) is within this measurement's interval.")
+        out.append(f"{table[0].upper()}{table[1:]}'s false-match rate at this threshold ({shipped:.2g}) is within this measurement's interval.")
+    if stored:
+        out.append(stored)
     rows = {r["target_fmr"]: r for r in v["tar_at_fmr"]}
     if 1e-3 in rows:
         out.append(f"Equal error rate {100 * v['eer']:.2f} %; at FMR 1e-3 (threshold {rows[1e-3]['threshold']:.1f}) {100 * rows[1e-3]['tar']:.1f} % of same-person pairs match.")
@@ -140,6 +176,8 @@ def one_to_n_note(table: ThresholdTable, threshold: float, sizes: tuple[int, ...
 def model_card_section(report: dict[str, Any]) -> str:
     """A Markdown section with the audit's headline figures, to append to a model card."""
     v, d = report["verification"], report["data"]
+    m = audited_model(report)
+    model_line = [] if m is None else [f"Model: {m['name']} ({m['id']}, {m['family']} family, {m['width']}-d vectors, supplied by the operator).", ""]
     lines = [
         f"## Audit: {d['name']} ({report['generated_at'][:10]})",
         "",
@@ -148,6 +186,7 @@ def model_card_section(report: dict[str, Any]) -> str:
             f"and {v['impostor_pairs']:,} different-person pairs (Regard {report['regard_version']})."
         ),
         "",
+        *model_line,
         "| target FMR | threshold | FMR | TAR | false matches / pairs |",
         "|---|---|---|---|---|",
     ]

@@ -11,7 +11,7 @@ import html
 from typing import Any
 
 from regard.accuracy import metrics
-from regard.accuracy.findings import one_in
+from regard.accuracy.findings import audited_model, one_in
 
 _CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; max-width: 60rem;
@@ -81,6 +81,11 @@ def render_html(report: dict[str, Any], pictures: dict[str, bytes]) -> str:
 
     parts.append("<h2>Data and models</h2><table>")
     sampling = "none (every pair)" if d["sampling_seed"] is None else f"random, seed {d['sampling_seed']}"
+    operator = audited_model(report)
+    if operator is None:
+        table_row = ("shipped threshold table", t["shipped_table"])
+    else:
+        table_row = (f"model {operator['name']}'s threshold table", t["shipped_table"] or "not calibrated (no thresholds of its own yet)")
     for label, value in (
         ("data", d["name"]),
         ("layout", "LFW-style pairs file" if d["kind"] == "pairs" else "person folders"),
@@ -89,13 +94,19 @@ def render_html(report: dict[str, Any], pictures: dict[str, bytes]) -> str:
         ("same-person pairs (used / available)", f"{d['genuine_pairs']:,} / {d['genuine_pairs_available']:,}"),
         ("different-person pairs (used / available)", f"{d['impostor_pairs']:,} / {d['impostor_pairs_available']:,}"),
         ("sampling", sampling),
-        ("shipped threshold table", t["shipped_table"]),
+        table_row,
     ):
         parts.append(f"<tr><th class='l'>{_e(label)}</th><td class='l'>{_e(value)}</td></tr>")
     for m in report["models"]:
+        extra = ""
+        if "id" in m:  # an operator's recognition model
+            extra = (
+                f" · {_e(m['id'])} · {_e(m['family'])} family, {m['width']}-d vectors"
+                f"{' · source ' + _e(m['source']) if m['source'] else ''} · {'calibrated' if m['calibrated'] else 'not calibrated'}"
+            )
         parts.append(
             f"<tr><th class='l'>model {_e(m['name'])}</th><td class='l'>{_e(m['package'])} "
-            f"{_e(m['package_version'] or '')} · sha256 {_e(m['sha256'][:16])}… · {_e(m['license'])}</td></tr>"
+            f"{_e(m['package_version'] or '')} · sha256 {_e(m['sha256'][:16])}… · {_e(m['license'])}{extra}</td></tr>"
         )
     parts.append("</table>")
 
@@ -156,8 +167,13 @@ def render_html(report: dict[str, Any], pictures: dict[str, bytes]) -> str:
                 f"<tr><th class='l'>FNIR at FPIR {a['target_fpir']:g} (threshold {a['threshold']:.1f})</th>"
                 f"<td>{100 * a['fnir']:.2f} %</td></tr>"
             )
-        for key, label in (("at_default_search_threshold", "Regard's default search threshold for this gallery"), ("at_threshold", "the audit's threshold")):
+        whose = "Regard's" if operator is None else f"model {operator['name']}'s"
+        for key, label in (("at_default_search_threshold", f"{whose} default search threshold for this gallery"), ("at_threshold", "the audit's threshold")):
             x = ident[key]
+            if x is None:  # the model has no calibration, or its calibration cannot model this gallery
+                why = "not calibrated" if t["shipped_table"] is None else "none (see the warnings)"
+                parts.append(f"<tr><th class='l'>at {_e(label)}</th><td>{why}</td></tr>")
+                continue
             parts.append(
                 f"<tr><th class='l'>at {_e(label)} ({x['threshold']:.1f}): FPIR / FNIR</th>"
                 f"<td>{_fmt(x['fpir'], '.3g')} / {_fmt(x['fnir'], '.3g')}</td></tr>"
@@ -199,6 +215,8 @@ def render_html(report: dict[str, Any], pictures: dict[str, bytes]) -> str:
     cal = report["calibration"]
     parts.append("<h2>Calibration on this data</h2>")
     parts.append(f"<p>{_e(cal['source'])}. {('Written to ' + _e(cal['path'])) if cal['path'] else 'Not written (use --calibrate).'}</p>")
+    if cal.get("stored_with"):
+        parts.append(f"<p>Stored with model {_e(cal['stored_with'])} in the model registry: it may now compare and search.</p>")
     parts.append("<table><tr><th>target FMR</th><th>threshold</th><th>FMR</th><th>FNMR</th></tr>")
     for r in cal["summary"]:
         parts.append(f"<tr><td>{r['target_fmr']:g}</td><td>{r['threshold']:.1f}</td><td>{r['fmr']:.2e}</td><td>{r['fnmr']:.3f}</td></tr>")

@@ -181,11 +181,15 @@ def identification(
     gallery_person: np.ndarray,
     probes: np.ndarray,
     probe_person: np.ndarray,
+    *,
+    scale: float | None = None,
 ) -> Identification:
     """Search every probe embedding against the gallery embeddings (exhaustively, as the exact index
-    does). A probe whose person is in the gallery is mated; the others are non-mated."""
-    from regard.match import score_from_distance, unit
+    does). A probe whose person is in the gallery is mated; the others are non-mated. `scale` is the
+    model's score scale (`Recognizer.distance_at_zero`; None: the built-in model's)."""
+    from regard.match import DISTANCE_AT_ZERO, score_from_distance, unit
 
+    scale = DISTANCE_AT_ZERO if scale is None else scale
     gallery = unit(gallery).astype(np.float64) if len(gallery) else np.asarray(gallery, dtype=np.float64)
     gallery_person = np.asarray(gallery_person)
     probes = unit(probes).astype(np.float64) if len(probes) else np.asarray(probes, dtype=np.float64)
@@ -202,7 +206,7 @@ def identification(
     for start in range(0, len(probes), chunk):
         p = probes[start : start + chunk]
         d2 = (p**2).sum(axis=1)[:, None] + g_sq[None, :] - 2.0 * p @ gallery.T
-        scores = score_from_distance(np.sqrt(np.clip(d2, 0.0, None)))
+        scores = score_from_distance(np.sqrt(np.clip(d2, 0.0, None)), scale)
         m = mate[start : start + chunk]
         rows = np.arange(len(p))
         best[start : start + len(p)] = scores.max(axis=1)

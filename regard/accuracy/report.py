@@ -12,6 +12,12 @@ validator in `schema.py`.
 Pairs where a photo gave no face are left out of the score-based figures (a comparison cannot be
 made), counted in the failure-to-enrol figures, and counted as misses in "FNMR with failures to
 enrol", as NIST counts them.
+
+An operator's model (`build(..., model=recognizer)`, photos embedded by `embed_photos(...,
+model=recognizer)`) is scored on its own scale (`Recognizer.distance_at_zero`) everywhere, and
+compared with its own calibration where the built-in model's is the shipped table. An uncalibrated
+model has no table to compare with: those figures are null (the report says it is not calibrated),
+and its accuracy is reported at the threshold a calibration on this data would give it.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,12 +42,16 @@ from regard.errors import RegardError
 from regard.match import (
     _GRID,
     DEFAULT_FMR,
+    DISTANCE_AT_ZERO,
     ThresholdTable,
     calibrate,
-    default_table,
     fit_search_tail,
     search_threshold,
+    unit,
 )
+
+if TYPE_CHECKING:
+    from regard.models.recognizer import Recognizer
 
 DEFAULT_TARGETS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 IDENTIFICATION_FPIR = 1e-2
@@ -83,22 +93,37 @@ def build(
     groups_source: str | None = None,
     targets: tuple[float, ...] = DEFAULT_TARGETS,
     embedding_seconds: float | None = None,
+    model: Recognizer | None = None,
 ) -> Audit:
-    """Every figure of the report, computed from the embedded photos of `dataset`."""
+    """Every figure of the report, computed from the embedded photos of `dataset`. `model` is the
+    recognition model that embedded them (None: the built-in one): its score scale and, where it has
+    one, its calibration are used (see the module's docstring)."""
+    from regard.models.recognizer import BUILT_IN
+
     started = time.perf_counter()
-    shipped = default_table()
+    recognizer = model or BUILT_IN
+    scale = recognizer.distance_at_zero
+    if embedded.vectors.shape[1] != recognizer.width:
+        raise RegardError(
+            f"the photos were embedded with {embedded.vectors.shape[1]}-d vectors, but model {recognizer.name!r} gives {recognizer.width}"
+        )
+    shipped = recognizer.table() if recognizer.calibrated else None  # the built-in's: the shipped table
     threshold_source = "given with --threshold"
-    if threshold is None:
+    if threshold is None and shipped is not None:
         threshold = shipped.threshold_for(DEFAULT_FMR)
-        threshold_source = f"Regard's default 1:1 threshold (FMR {DEFAULT_FMR:g} on the shipped table)"
-    if not 0 <= threshold <= 100:
+        threshold_source = (
+            f"Regard's default 1:1 threshold (FMR {DEFAULT_FMR:g} on the shipped table)"
+            if recognizer.built_in
+            else f"model {recognizer.name}'s default 1:1 threshold (FMR {DEFAULT_FMR:g} on its calibration)"
+        )
+    if threshold is not None and not 0 <= threshold <= 100:
         raise RegardError(f"a threshold is a score from 0 to 100, not {threshold}")
     warnings: list[str] = []
 
     has_face = embedded.has_face
     if not has_face.any():
         raise RegardError(f"no face was found in any of the {len(dataset.photos)} photos of {dataset.name}")
-    scores = pair_scores(embedded.vectors, dataset.pairs)
+    scores = pair_scores(embedded.vectors, dataset.pairs, scale=scale)
     usable = ~np.isnan(scores)
     same = dataset.pairs.same
     genuine, impostor = scores[same & usable], scores[~same & usable]
@@ -114,11 +139,13 @@ def build(
             "different-person pairs are left out of the score figures"
         )
 
+    table = calibrate(genuine, impostor, _table_source(dataset, enrolment, recognizer))
+    if threshold is None:  # an uncalibrated model: no default threshold of its own yet
+        threshold, threshold_source = _uncalibrated_threshold(recognizer, table, genuine, impostor)
     verification = _verification(genuine, impostor, threshold, targets, same, usable)
-    table = calibrate(genuine, impostor, _table_source(dataset, enrolment))
     try:  # the 1:N model, where the photos are of enough people
         faces = np.nonzero(has_face)[0]
-        tail = fit_search_tail(embedded.vectors[faces], [dataset.persons[i] for i in faces])
+        tail = _search_tail(embedded.vectors[faces], [dataset.persons[i] for i in faces], scale)
         table = dataclasses.replace(table, search_tail=tail)
     except RegardError as exc:
         warnings.append(f"no 1:N model in the threshold table ({exc}); searches will use N x FMR")
@@ -130,14 +157,15 @@ def build(
         group_section = _groups(dataset, embedded, scores, usable, groups, threshold, warnings, curves, points)
         group_section["source"] = groups_source
 
-    identification = _identification(dataset, embedded, threshold, warnings) if dataset.kind == "folders" else None
+    identification = (
+        _identification(dataset, embedded, threshold, warnings, shipped, recognizer) if dataset.kind == "folders" else None
+    )
 
-    shipped_fmr = shipped.fmr_at(threshold)
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "regard_version": _regard_version(),
-        "models": _models(),
+        "models": _models(recognizer),
         "data": {
             "name": dataset.name,
             "kind": dataset.kind,
@@ -153,9 +181,10 @@ def build(
         "threshold": {
             "score": float(threshold),
             "source": threshold_source,
-            "shipped_table": shipped.source,
-            "shipped_fmr": shipped_fmr,
-            "shipped_fnmr": shipped.fnmr_at(threshold),
+            # The model's own table (the built-in model's ships with Regard); null when it has none.
+            "shipped_table": None if shipped is None else shipped.source,
+            "shipped_fmr": None if shipped is None else shipped.fmr_at(threshold),
+            "shipped_fnmr": None if shipped is None else shipped.fnmr_at(threshold),
         },
         "enrolment": enrolment,
         "verification": verification,
@@ -199,13 +228,51 @@ def _plot_interval(ci: list[float | None] | None) -> tuple[float, float] | None:
     return None if not ci or ci[0] is None or ci[1] is None else (ci[0], ci[1])
 
 
-def _table_source(dataset: Dataset, enrolment: dict[str, Any]) -> str:
+def _table_source(dataset: Dataset, enrolment: dict[str, Any], model: Recognizer) -> str:
     head = f"{dataset.name}: {len(dataset.photos)} photos of {dataset.person_count} people ({enrolment['no_face']} without a face)"
+    by = "" if model.built_in else f", embedded by model {model.id}"
     if dataset.kind == "pairs":
-        return f"{head}, the {len(dataset.pairs)} listed pairs"
+        return f"{head}, the {len(dataset.pairs)} listed pairs{by}"
     if dataset.seed is None:
-        return f"{head}, every pair"
-    return f"{head}, {int(dataset.pairs.same.sum())} same-person and {int((~dataset.pairs.same).sum())} different-person pairs (sampled, seed {dataset.seed})"
+        return f"{head}, every pair{by}"
+    return (
+        f"{head}, {int(dataset.pairs.same.sum())} same-person and {int((~dataset.pairs.same).sum())} "
+        f"different-person pairs (sampled, seed {dataset.seed}){by}"
+    )
+
+
+def _uncalibrated_threshold(model: Recognizer, table: ThresholdTable, genuine: np.ndarray, impostor: np.ndarray) -> tuple[float, str]:
+    """The threshold an uncalibrated model's figures are reported at: the default (FMR 1e-3) that
+    this audit's table would give it once stored (`--calibrate`); where this data cannot measure an
+    FMR of 1e-3, its equal-error-rate threshold."""
+    try:
+        return table.threshold_for(DEFAULT_FMR), (
+            f"model {model.name} is not calibrated: the default 1:1 threshold a calibration on this data "
+            f"would give it (FMR {DEFAULT_FMR:g} measured here)"
+        )
+    except RegardError:
+        e = metrics.eer(metrics.roc(genuine, impostor))
+        return float(np.clip(round(e.threshold, 1), 0.0, 100.0)), (
+            f"model {model.name} is not calibrated, and {table.impostor_pairs:,} different-person pairs cannot "
+            f"measure an FMR of {DEFAULT_FMR:g}: the equal-error-rate threshold on this data"
+        )
+
+
+def _search_tail(vectors: np.ndarray, persons: list[str], scale: float) -> dict[str, Any]:
+    """`regard.match.fit_search_tail` for vectors scored on `scale`.
+
+    fit_search_tail scores on the built-in model's scale (DISTANCE_AT_ZERO) and takes no other. For
+    a model with a wider scale (an operator's: sqrt 2) each unit vector u becomes [k u, sqrt(1 - k^2)]
+    with k = DISTANCE_AT_ZERO / scale: still of length 1, and any two are k times as far apart, so
+    that the built-in scale gives them exactly the model's scores: 100 (1 - k d / 0.8) = 100 (1 - d / scale)."""
+    if scale == DISTANCE_AT_ZERO:
+        return fit_search_tail(vectors, persons)
+    if scale < DISTANCE_AT_ZERO:
+        raise RegardError(f"a score scale of {scale:g} (below {DISTANCE_AT_ZERO:g}) cannot be fitted")
+    k = DISTANCE_AT_ZERO / scale
+    u = unit(vectors).astype(np.float64)
+    lifted = np.hstack([k * u, np.full((len(u), 1), math.sqrt(1.0 - k * k))])
+    return fit_search_tail(lifted, persons)
 
 
 def _enrolment(dataset: Dataset, embedded: Embedded) -> dict[str, Any]:
@@ -417,9 +484,17 @@ def _best(rows: list[dict[str, Any]], rate: str, errors: str, trials: str) -> di
     return min(measured, key=lambda r: (r[rate], -r[trials])) if measured else None
 
 
-def _identification(dataset: Dataset, embedded: Embedded, threshold: float, warnings: list[str]) -> dict[str, Any] | None:
+def _identification(
+    dataset: Dataset,
+    embedded: Embedded,
+    threshold: float,
+    warnings: list[str],
+    shipped: ThresholdTable | None,
+    model: Recognizer,
+) -> dict[str, Any] | None:
     """Gallery: the first usable photo of each person with at least two usable photos; mated probes:
-    their other photos; non-mated probes: the photos of persons with one usable photo."""
+    their other photos; non-mated probes: the photos of persons with one usable photo. The default
+    search threshold is the model's own (from `shipped`, its table); none for an uncalibrated model."""
     ok = embedded.has_face
     by_person: dict[str, list[int]] = {}
     for k, person in enumerate(dataset.persons):
@@ -435,6 +510,7 @@ def _identification(dataset: Dataset, embedded: Embedded, threshold: float, warn
         np.array([dataset.persons[k] for k in gallery]),
         embedded.vectors[probes],
         np.array([dataset.persons[k] for k in probes]),
+        scale=model.distance_at_zero,
     )
     point = result.at_fpir(IDENTIFICATION_FPIR)
     if point is None:
@@ -442,8 +518,15 @@ def _identification(dataset: Dataset, embedded: Embedded, threshold: float, warn
             f"1:N: {result.non_mated} searches of people not enrolled are too few to measure an FPIR of "
             f"{IDENTIFICATION_FPIR:g} (at least {int(1 / IDENTIFICATION_FPIR)} are needed: persons with one photo)"
         )
-    default_t = search_threshold(default_table(), result.gallery)
-    fpir_d, fnir_d = result.fpir_fnir(default_t)
+    at_default = None
+    if shipped is not None:
+        try:
+            default_t = search_threshold(shipped, result.gallery)
+        except RegardError as exc:  # an operator's calibration with too few false matches for a tail
+            warnings.append(f"1:N: model {model.name}'s calibration gives no default search threshold for {result.gallery} faces ({exc})")
+        else:
+            fpir_d, fnir_d = result.fpir_fnir(default_t)
+            at_default = {"threshold": default_t, "fpir": _num(fpir_d), "fnir": _num(fnir_d)}
     fpir_t, fnir_t = result.fpir_fnir(threshold)
     return {
         "split": "gallery: the first photo of each person with at least two photos with a face; mated "
@@ -462,7 +545,7 @@ def _identification(dataset: Dataset, embedded: Embedded, threshold: float, warn
             "non_mated_with_candidate": point.errors,
             "few_errors": point.few_errors,
         },
-        "at_default_search_threshold": {"threshold": default_t, "fpir": _num(fpir_d), "fnir": _num(fnir_d)},
+        "at_default_search_threshold": at_default,
         "at_threshold": {"threshold": float(threshold), "fpir": _num(fpir_t), "fnir": _num(fnir_t)},
     }
 
@@ -477,18 +560,44 @@ def _regard_version() -> str:
     return regard.__version__
 
 
-def _models() -> list[dict[str, Any]]:
+OPERATOR_PACKAGE = "(supplied by the operator)"
+
+
+def _models(model: Recognizer | None = None) -> list[dict[str, Any]]:
+    """The models the audit ran: Regard's own (detector and, unless another embedded the faces, its
+    recognition model) with their packages' versions, then an operator's recognition model with its
+    id, family, width, source and whether it had a calibration when the audit ran."""
     from importlib import metadata
 
+    from regard.models.recognizer import BUILT_IN
     from regard.models.registry import ALL_MODELS
 
+    operator = model is not None and not model.built_in
     out = []
     for m in ALL_MODELS:
+        if operator and m.name == BUILT_IN.name:
+            continue  # the built-in recognition model embedded nothing
         try:
             version = metadata.version(m.package)
         except metadata.PackageNotFoundError:
             version = None
         out.append({"name": m.name, "package": m.package, "package_version": version, "sha256": m.sha256, "license": m.license})
+    if operator:
+        assert model is not None
+        out.append(
+            {
+                "name": model.name,
+                "package": OPERATOR_PACKAGE,
+                "package_version": None,
+                "sha256": model.sha256,
+                "license": model.license,
+                "id": model.id,
+                "family": model.family,
+                "width": model.width,
+                "source": model.source,
+                "calibrated": model.calibrated,
+            }
+        )
     return out
 
 

@@ -6,6 +6,12 @@ writes a report:
 
 SCHEMA_VERSION is the report's `schema_version`. The validator is Regard's own because it runs
 whenever a report is written, and the `jsonschema` package is not a dependency.
+
+A report of an operator's model (`regard audit --model NAME`) has the same shape: its entry in
+`models` carries id, family, width, source and calibrated as well (all of them or none), the
+comparisons with a table it does not have are null (`threshold.shipped_*`,
+`identification.at_default_search_threshold`), and `calibration.stored_with` names the model a
+`--calibrate` run stored its table with.
 """
 
 from __future__ import annotations
@@ -31,10 +37,11 @@ _INTERVAL = {"type": ["array", "null"], "items": _n(True, 0), "minItems": 2, "ma
 _STR = {"type": "string"}
 
 
-def _obj(props: dict[str, Any], nullable: bool = False) -> dict[str, Any]:
+def _obj(props: dict[str, Any], nullable: bool = False, optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An object with exactly the keys `props` (all required) and, where given, `optional` ones."""
     return {
         "type": ["object", "null"] if nullable else "object",
-        "properties": props,
+        "properties": {**props, **optional} if optional else props,
         "required": sorted(props),
         "additionalProperties": False,
     }
@@ -50,7 +57,20 @@ SCHEMA: dict[str, Any] = {
             "regard_version": _STR,
             "models": {
                 "type": "array",
-                "items": _obj({"name": _STR, "package": _STR, "package_version": {"type": ["string", "null"]}, "sha256": _STR, "license": _STR}),
+                "items": {
+                    **_obj(
+                        {"name": _STR, "package": _STR, "package_version": {"type": ["string", "null"]}, "sha256": _STR, "license": _STR},
+                        # An operator's recognition model also says what it is (`regard.models.recognizer`).
+                        optional={
+                            "id": _STR,
+                            "family": _STR,
+                            "width": {"type": "integer", "minimum": 2, "maximum": 4096},
+                            "source": _STR,
+                            "calibrated": {"type": "boolean"},
+                        },
+                    ),
+                    "dependentRequired": {"id": ["calibrated", "family", "source", "width"]},
+                },
             },
             "data": _obj(
                 {
@@ -66,7 +86,10 @@ SCHEMA: dict[str, Any] = {
                     "sampling_seed": {"type": ["integer", "null"]},
                 }
             ),
-            "threshold": _obj({"score": _n(False, 0, 100), "source": _STR, "shipped_table": _STR, "shipped_fmr": _RATE, "shipped_fnmr": _RATE}),
+            # shipped_*: the model's own table (the built-in's ships with Regard); null: not calibrated.
+            "threshold": _obj(
+                {"score": _n(False, 0, 100), "source": _STR, "shipped_table": {"type": ["string", "null"]}, "shipped_fmr": _RATE, "shipped_fnmr": _RATE}
+            ),
             "enrolment": _obj(
                 {
                     "photos": _COUNT,
@@ -135,7 +158,7 @@ SCHEMA: dict[str, Any] = {
                         {"target_fpir": _RATE, "threshold": _n(True), "fpir": _RATE, "fnir": _RATE, "non_mated_with_candidate": _COUNT, "few_errors": {"type": "boolean"}},
                         nullable=True,
                     ),
-                    "at_default_search_threshold": _obj({"threshold": _n(False, 0, 100), "fpir": _RATE, "fnir": _RATE}),
+                    "at_default_search_threshold": _obj({"threshold": _n(False, 0, 100), "fpir": _RATE, "fnir": _RATE}, nullable=True),
                     "at_threshold": _obj({"threshold": _n(False, 0, 100), "fpir": _RATE, "fnir": _RATE}),
                 },
                 nullable=True,
@@ -187,7 +210,9 @@ SCHEMA: dict[str, Any] = {
                     "impostor_pairs": _COUNT,
                     "summary": {"type": "array", "items": _obj({"target_fmr": _RATE, "threshold": _n(False, 0, 100), "fmr": _RATE, "fnmr": _RATE})},
                     "path": {"type": ["string", "null"]},
-                }
+                },
+                # Only where --calibrate stored the table with an operator's model: that model's id.
+                optional={"stored_with": _STR},
             ),
             "applied": _obj(
                 {
@@ -237,7 +262,8 @@ def _is(value: Any, kind: str) -> bool:
 
 def validate(instance: Any, schema: dict[str, Any], path: str = "$") -> list[str]:
     """Problems with `instance` against the subset of JSON Schema that SCHEMA uses (type, enum,
-    minimum, maximum, properties, required, additionalProperties, items, minItems, maxItems)."""
+    minimum, maximum, properties, required, dependentRequired, additionalProperties, items,
+    minItems, maxItems)."""
     problems: list[str] = []
     kinds = schema.get("type")
     if kinds is not None:
@@ -256,6 +282,9 @@ def validate(instance: Any, schema: dict[str, Any], path: str = "$") -> list[str
         for key in schema.get("required", []):
             if key not in instance:
                 problems.append(f"{path}: missing {key!r}")
+        for key, needed in schema.get("dependentRequired", {}).items():
+            if key in instance:
+                problems += [f"{path}: missing {other!r} (required with {key!r})" for other in needed if other not in instance]
         for key, value in instance.items():
             if key in props:
                 problems += validate(value, props[key], f"{path}.{key}")

@@ -5,6 +5,11 @@ regard.accuracy (dataset, report, findings) and the store, and prints.
     regard audit photos/ --out audit/ [--groups groups.csv] [--calibrate [TABLE.json]]
     regard audit lfw/pairs.txt --images lfw/ --out audit/
     regard audit photos/ --out audit/ --apply-to volunteers --target-fmr 1e-5 --reason "..."
+    regard audit photos/ --out audit/ --model arcface-r100 [--calibrate]
+
+`--model NAME` audits an operator's registered model (`regard models`) instead of the built-in one:
+every photo is embedded by it and scored on its scale; with `--calibrate` the table measured is
+also stored with the model in the registry, after which it may compare and search.
 """
 
 from __future__ import annotations
@@ -22,13 +27,33 @@ from regard.cli.common import EXIT_OK, STORE_HELP, add_store_option, default_act
 def run(args: argparse.Namespace) -> int:
     from regard.accuracy import dataset as ds
     from regard.accuracy import report as rp
-    from regard.accuracy.findings import model_card_section
+    from regard.accuracy.findings import findings, model_card_section
     from regard.errors import RegardError
+    from regard.match import DEFAULT_FMR
+    from regard.models import operator
 
     if (args.apply_to is None) != (args.target_fmr is None):
         raise RegardError("--apply-to and --target-fmr go together")
     if args.target_fmr is not None and not 0 < args.target_fmr < 1:
         raise RegardError(f"--target-fmr is a rate between 0 and 1, not {args.target_fmr}")
+    # Before any work: the model (unknown, or its file changed: exit 2), and the collection to apply to.
+    model = operator.resolve(args.model)
+    store = None
+    if args.apply_to is not None:
+        if not model.calibrated and args.calibrate is None:
+            raise RegardError(
+                f"model {model.name!r} is not calibrated, so no collection threshold can be set from an audit of it: "
+                "add --calibrate to store this audit's threshold table with the model as well"
+            )
+        from regard.store import open_store
+
+        store = open_store(args.store)
+        collection = store.get_collection(args.apply_to)
+        if collection.model != model.id:
+            raise RegardError(
+                f"collection {args.apply_to!r} holds vectors of model {collection.model}, not of {model.id}: "
+                f"its threshold comes from an audit of its own model (--model {collection.model.split(':')[0]})"
+            )
     started = time.perf_counter()
     groups = ds.read_groups(Path(args.groups)) if args.groups else None
     data = ds.load(
@@ -39,13 +64,17 @@ def run(args: argparse.Namespace) -> int:
         impostor_pairs=args.impostor_pairs,
         seed=args.seed,
     )
+    storing = args.calibrate is not None and not model.built_in
+    if storing:
+        _check_calibration_size(model.name, int((~data.pairs.same).sum()), data.name, DEFAULT_FMR)
     _say(
         args,
         f"{data.name}: {len(data.photos):,} photos of {data.person_count:,} people, "
-        f"{int(data.pairs.same.sum()):,} same-person and {int((~data.pairs.same).sum()):,} different-person pairs",
+        f"{int(data.pairs.same.sum()):,} same-person and {int((~data.pairs.same).sum()):,} different-person pairs"
+        + ("" if model.built_in else f"; model {model.id} ({model.family} family, {model.width}-d vectors)"),
     )
     t0 = time.perf_counter()
-    embedded = ds.embed_photos(data)
+    embedded = ds.embed_photos(data, model=model)
     embedding_seconds = round(time.perf_counter() - t0, 2)
     audit = rp.build(
         data,
@@ -54,22 +83,34 @@ def run(args: argparse.Namespace) -> int:
         groups=groups,
         groups_source=str(args.groups) if args.groups else None,
         embedding_seconds=embedding_seconds,
+        model=model,
     )
     out = Path(args.out)
+    stored = None
     if args.calibrate is not None:
+        if storing:  # photos without a face may have left too few pairs
+            _check_calibration_size(model.name, audit.table.impostor_pairs, f"{data.name} (with a face in both photos)", DEFAULT_FMR)
         table_path = Path(args.calibrate) if args.calibrate else out / "calibration.json"
         table_path.parent.mkdir(parents=True, exist_ok=True)
         table_path.write_text(audit.table.to_json() + "\n")
         audit.report["calibration"]["path"] = str(table_path)
+        if storing:
+            stored = operator.set_calibration(model.id, audit.table)
+            audit.report["calibration"]["stored_with"] = stored.id
+            audit.report["findings"] = findings(audit.report)
     if args.apply_to is not None:
-        audit.report["applied"] = _apply(args, audit)
+        assert store is not None
+        audit.report["applied"] = _apply(args, audit, store, model)
     paths = rp.write(audit, out)
     if args.append_card:
         with open(args.append_card, "a", encoding="utf-8") as f:
             f.write("\n" + model_card_section(audit.report))
     total = time.perf_counter() - started
     if args.json:
-        print(json.dumps({"report": str(paths["html"]), "json": str(paths["json"]), "seconds": round(total, 1), "findings": audit.report["findings"]}, indent=2))
+        summary: dict[str, Any] = {"report": str(paths["html"]), "json": str(paths["json"]), "seconds": round(total, 1), "findings": audit.report["findings"]}
+        if not model.built_in:
+            summary["model"] = {"id": model.id, "calibrated": stored is not None or model.calibrated, "calibration_stored": stored is not None}
+        print(json.dumps(summary, indent=2))
         return EXIT_OK
     for line in audit.report["findings"]:
         print(f"- {line}")
@@ -85,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r['target_fmr']:>10.0e} {r['threshold']:>9.1f} {100 * r['tar']:>7.2f}% {r['false_matches']:>6} / {r['impostor_pairs']:<8}{few}")
     if audit.report["calibration"]["path"]:
         print(f"\nthreshold table written to {audit.report['calibration']['path']}")
+    if stored is not None:
+        for line in _calibrated_lines(stored):
+            print(line)
     if audit.report["applied"]:
         a = audit.report["applied"]
         print(f"collection {a['collection']!r}: search threshold set to {a['threshold']:.1f} (FMR {a['target_fmr']:g}), audit-logged")
@@ -92,11 +136,43 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _apply(args: argparse.Namespace, audit: Any) -> dict[str, Any]:
+def _check_calibration_size(name: str, impostor_pairs: int, where: str, fmr: float) -> None:
+    """A model's calibration must measure its default threshold (FMR 1e-3): else it could not compare."""
+    from regard.errors import RegardError
+
+    if impostor_pairs * fmr < 1:
+        raise RegardError(
+            f"--calibrate for model {name!r} needs at least {int(round(1 / fmr)):,} different-person pairs, to measure "
+            f"its default threshold (FMR {fmr:g}); {where} has {impostor_pairs:,}: audit more photos"
+        )
+
+
+def _calibrated_lines(model: Any) -> list[str]:
+    """What a model stored with a calibration may now do, with its default thresholds."""
+    from regard.errors import RegardError
+    from regard.match import DEFAULT_FMR, DEFAULT_FPIR, search_threshold
+
+    table = model.table()
+    lines = [
+        f"model {model.name!r} ({model.id}) is calibrated now, in the model registry: it may compare and search",
+        f"  default 1:1 threshold: {table.threshold_for(DEFAULT_FMR):.1f} (FMR {DEFAULT_FMR:g})",
+    ]
+    searches, missing = [], []
+    for faces in (10, 1_000, 100_000):
+        try:
+            searches.append(f"{search_threshold(table, faces):.1f} for {faces:,} faces")
+        except RegardError:  # too few false matches to model the 1:N tail
+            missing.append(f"{faces:,}")
+    if missing:
+        searches.append(f"none for {', '.join(missing)} faces (too few false matches in this data to model them: audit more photos)")
+    lines.append(f"  default search threshold (FPIR {DEFAULT_FPIR:g}): " + "; ".join(searches))
+    return lines
+
+
+def _apply(args: argparse.Namespace, audit: Any, store: Any, model: Any) -> dict[str, Any]:
     """Set the collection's search threshold from this audit's table, for the target FMR."""
     from regard.accuracy.findings import one_to_n_note
     from regard.errors import RegardError
-    from regard.store import open_store
 
     table = audit.table
     target = float(args.target_fmr)
@@ -113,7 +189,6 @@ def _apply(args: argparse.Namespace, audit: Any) -> dict[str, Any]:
             ) from None
         threshold = table.threshold_for(target)
         basis = "measured from few false matches"
-    store = open_store(args.store)
     before = store.get_collection(args.apply_to)
     reason = args.reason or f"regard audit: 1:1 FMR {target:g} on {audit.report['data']['name']}"
     store.set_threshold(
@@ -131,6 +206,7 @@ def _apply(args: argparse.Namespace, audit: Any) -> dict[str, Any]:
             "impostor_pairs": table.impostor_pairs,
             "fnmr": table.fnmr_at(threshold),
             "report": str(Path(args.out) / "report.json"),
+            **({} if model.built_in else {"model": model.id}),
         },
     )
     return {
@@ -177,7 +253,12 @@ def add_audit_command(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the pair sampling (default %(default)s)")
     p.add_argument(
         "--calibrate", nargs="?", const="", metavar="TABLE.json",
-        help="write the score -> FMR/FNMR threshold table measured here (default DIR/calibration.json)",
+        help="write the score -> FMR/FNMR threshold table measured here (default DIR/calibration.json); "
+        "with --model, also store it with that model, which may then compare and search",
+    )
+    p.add_argument(
+        "--model", metavar="NAME",
+        help="the recognition model to audit: a registered model's name or id (`regard models`); default: the built-in one",
     )
     p.add_argument("--apply-to", metavar="COLLECTION", help="set this collection's search threshold from this audit (audit-logged)")
     p.add_argument("--target-fmr", type=float, metavar="RATE", help="with --apply-to: the 1:1 false-match rate, e.g. 1e-5")
