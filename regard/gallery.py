@@ -224,9 +224,12 @@ def faces_matching_person(store: Store, collection_id: str, person_id: str, embe
     records = store.list_faces(collection_id, person_id)
     if not records or not embeddings:
         return [False] * len(embeddings)
+    recognizer = store.recognizer(store.get_collection(collection_id).model)
+    if not recognizer.calibrated:  # no threshold to match at: the caller must name the face
+        return [False] * len(embeddings)
     known = np.stack([store.face_vector(collection_id, r.face_id) for r in records])
-    best = score_matrix(np.stack(embeddings), known).max(axis=1)
-    threshold = store.table.threshold_for(DEFAULT_FMR)
+    best = score_matrix(np.stack(embeddings), known, recognizer.distance_at_zero).max(axis=1)
+    threshold = store.table_for(recognizer.id).threshold_for(DEFAULT_FMR)
     return [bool(s >= threshold) for s in best]
 
 
@@ -294,11 +297,11 @@ def enroll(
             return EnrollResult(external_image_id=image_id, skipped=True, image_size=size)
     gate = max(collection.min_quality.rank, min_quality.rank if min_quality is not None else 0)
     matcher = person_matcher(store, collection_id, person_id)
-    chosen, not_enrolled = choose_face(detect(rgb), gate, named=face, matches_person=matcher)
+    chosen, not_enrolled = choose_face(detect(rgb, model=collection.model), gate, named=face, matches_person=matcher)
     if chosen is None:
         return EnrollResult(external_image_id=image_id, not_enrolled=not_enrolled, image_size=size)
     new = new_face(rgb, chosen, image_id, with_thumbnail=collection.store_thumbnails)
-    records = store.add_faces(collection_id, person_id, [new], actor=actor)
+    records = store.add_faces(collection_id, person_id, [new], actor=actor, model=collection.model)
     return EnrollResult(
         external_image_id=image_id, enrolled=records, not_enrolled=not_enrolled, image_size=size, enrolled_faces=[chosen]
     )
@@ -407,12 +410,16 @@ def search_photo(
     search, one audit entry listing every face searched and what came back. `threshold`: the
     caller's, else the collection's own or the default for its size."""
     check_text(purpose, "a search's purpose")
-    store.get_collection(collection_id)  # an unknown collection says so before the photo is read
+    # An unknown collection, or one whose model is not calibrated, says so before the photo is read.
+    model = store.get_collection(collection_id).model
+    store.table_for(model)
     rgb, digest = decode_photo(photo, max_pixels)
-    faces = detect(rgb)
+    faces = detect(rgb, model=model)
     if largest and faces:
         faces = [max(faces, key=lambda f: f.box.width * f.box.height)]
-    return search_faces(store, collection_id, faces, digest, actor=actor, purpose=purpose, k=k, threshold=threshold)
+    return search_faces(
+        store, collection_id, faces, digest, actor=actor, purpose=purpose, k=k, threshold=threshold, model=model
+    )
 
 
 def search_faces(
@@ -426,9 +433,11 @@ def search_faces(
     k: int = 10,
     threshold: float | None = None,
     request: dict[str, Any] | None = None,
+    model: str | None = None,
 ) -> Found[SearchHit]:
-    """Search a collection for faces already detected in a photo (with embeddings). Audited, with
-    the photo's sha256 and each face's box, never the photo or the vectors."""
+    """Search a collection for faces already detected in a photo (with embeddings of `model`, the
+    collection's; None: the built-in model). Audited, with the photo's sha256 and each face's box,
+    never the photo or the vectors."""
     queries = [
         SearchQuery(
             vector=f.embedding,  # type: ignore[arg-type]
@@ -440,7 +449,7 @@ def search_faces(
     request = {"photo_sha256": photo_sha256, "faces_found": len(faces), **(request or {})}
     result = store.search(
         collection_id, queries, actor=actor, purpose=purpose, k=min(1000, k * FACES_PER_PERSON),
-        threshold=threshold, request=request,
+        threshold=threshold, request=request, model=model,
     )  # fmt: skip
     hits = [
         SearchHit(box=f.box.to_dict(), quality=f.quality.level.value, candidates=c[:k], persons=rank_persons(c, k))
@@ -464,5 +473,6 @@ def search_face(
     query = SearchQuery(vector=vector, summary={"face_id": face_id})
     if k >= 1000:
         raise InvalidArgumentError("k is at most 999 when searching by face id")
-    result = store.search(collection_id, [query], actor=actor, purpose=purpose, k=k + 1, threshold=threshold)
+    model = store.get_collection(collection_id).model  # the face's own vector: the collection's model
+    result = store.search(collection_id, [query], actor=actor, purpose=purpose, k=k + 1, threshold=threshold, model=model)
     return Found.of(result, [c for c in result[0] if c.face_id != face_id][:k])

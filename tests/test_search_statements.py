@@ -109,7 +109,9 @@ def test_search_faces_by_image_reads_key_collection_and_matches_once(
         assert len(matches) >= 2 and {m["Face"]["UserId"] for m in matches[:2]} == {"akhmed"}, attempt
         assert len({m["Face"]["ExternalImageId"] for m in matches[:2]}) == 2  # the records of both photos' faces
         assert len(_reads(statements, "api_keys")) == 1, (attempt, _reads(statements, "api_keys"))
-        assert len(_reads(statements, "collections")) == 1, (attempt, _reads(statements, "collections"))
+        # The first request also reads which model the collection's faces come from, before the
+        # photo's faces are embedded (remembered: it never changes while the collection exists).
+        assert len(_reads(statements, "collections")) == (2 if attempt == "first" else 1), (attempt, _reads(statements, "collections"))
         matched = [s for s in _reads(statements, "faces") if "face_id" in s]
         assert len(matched) == 1, (attempt, matched)
 
@@ -128,4 +130,4 @@ def test_a_search_without_a_threshold_uses_the_one_its_transaction_read(
     headers = response["ResponseMetadata"]["HTTPHeaders"]
     assert float(headers["x-regard-threshold"]) == pytest.approx(used, abs=0.01)
     assert all(m["Similarity"] >= similarity_of_score(store.table, used) - 1e-6 for m in response["FaceMatches"])
-    assert len(_reads(statements, "collections")) == 1
+    assert len(_reads(statements, "collections")) <= 2  # the search's gallery read, and the model's on a first request

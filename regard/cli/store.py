@@ -41,6 +41,7 @@ def _init(args: argparse.Namespace) -> int:
     """Create a store on purpose (every other command refuses a named store that does not exist),
     and the service's master key if there is none."""
     from regard import config
+    from regard.config import redact_url
     from regard.service.keys import KeyRing
     from regard.store import default_store_url, open_store
 
@@ -53,12 +54,12 @@ def _init(args: argparse.Namespace) -> int:
         KeyRing(store, key_path)._master(create=True)  # noqa: SLF001 - the one place that creates it on purpose
     finally:
         store.close()
-    lines = [f"store {url}: " + ("exists already, brought up to date" if existed else "created")]
+    lines = [f"store {redact_url(url)}: " + ("exists already, brought up to date" if existed else "created")]
     lines.append(
         f"master key {key_path}: exists already" if had_key else
         f"master key {key_path}: created (mode 600). Back it up and keep it secret: every API key's secret derives from it"
     )  # fmt: skip
-    _out(args, {"store": url, "created": not existed, "master_key": str(key_path), "master_key_created": not had_key}, "\n".join(lines))
+    _out(args, {"store": redact_url(url), "created": not existed, "master_key": str(key_path), "master_key_created": not had_key}, "\n".join(lines))
     return EXIT_OK
 
 
@@ -74,8 +75,9 @@ def _collection(args: argparse.Namespace) -> int:
             retention_days=args.retention_days,
             min_quality=QualityLevel(args.min_quality),
             store_thumbnails=args.thumbnails,
+            model=args.model,
         )
-        _out(args, c.to_dict(), f"created collection {c.id!r} for: {c.purpose}")
+        _out(args, c.to_dict(), f"created collection {c.id!r} for: {c.purpose} (model {c.model})")
     elif args.action == "list":
         rows = store.list_collections()
         _out(
@@ -87,8 +89,12 @@ def _collection(args: argparse.Namespace) -> int:
     elif args.action == "describe":
         c = store.get_collection(args.id)
         d = c.to_dict()
-        d["search_threshold"] = store.search_threshold(args.id)
-        d["search_expected"] = store.search_expectations(args.id)
+        if store.recognizer(c.model).calibrated:
+            d["search_threshold"] = store.search_threshold(args.id)
+            d["search_expected"] = store.search_expectations(args.id)
+        else:
+            d["search_threshold"] = None
+            d["search_expected"] = {"words": f"none: its model {c.model} is not calibrated, so it may enrol faces but not be searched"}
         text = "\n".join(f"{k:>17}: {v}" for k, v in d.items() if k != "search_expected")
         _out(args, d, text + "\nsearch: " + d["search_expected"]["words"])
     elif args.action == "delete":
@@ -337,7 +343,7 @@ def _search(args: argparse.Namespace) -> int:
             threshold=threshold,
         )
         hits = [h.to_dict() for h in found]
-    expect = expectations(store.table, found.threshold, found.gallery_size, found.collection_threshold)
+    expect = expectations(store.table_for(found.model), found.threshold, found.gallery_size, found.collection_threshold)
     lines = [expect["words"]]
     if not hits:
         lines.append("no face found in the photo")
@@ -478,6 +484,9 @@ def add_store_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     create.add_argument("--retention-days", type=int, help="erase faces this many days after enrollment")
     create.add_argument("--min-quality", default="MEDIUM", choices=[q.value for q in QualityLevel])
     create.add_argument("--thumbnails", action="store_true", help="keep a small aligned face image per face")
+    create.add_argument(
+        "--model", help="the recognition model its faces are embedded and searched with, for good (default: the built-in one; see regard models)"
+    )
     c_sub.add_parser("list", parents=[store_opts])
     describe = c_sub.add_parser("describe", parents=[store_opts])
     describe.add_argument("id")

@@ -85,7 +85,7 @@ def expectation_words(service: ServiceState, collection: Collection, words: Word
             one=percent(fnir["1"]),
             two=percent(fnir["2"]),
             three=percent(fnir["3"]),
-            source=store.table.source.split(":")[0],
+            source=store.table_for(collection.model).source.split(":")[0],
         )
     return text
 
@@ -219,7 +219,7 @@ def _describe_page(
         collection=collection,
         created=_when(collection.created_at),
         threshold=f"{threshold:.1f}",
-        threshold_fmr=f"{store.table.fmr_estimate(threshold):.2g}",
+        threshold_fmr=f"{store.table_for(collection.model).fmr_estimate(threshold):.2g}",
         expected=expectation_words(service, collection, words),
         persons=persons,
         bases=[b.value for b in ConsentBasis],

@@ -161,7 +161,7 @@ def _search(service: Any, collection: str, photo: bytes, actor: str, purpose: st
         threshold=None,  # the store decides: the collection's own, else the default for its size
         max_pixels=service.config.max_pixels,
     )
-    metrics.searched(store, collection)
+    metrics.searched(collection, purpose)
     rgb, _ = gallery.decode_photo(photo, service.config.max_pixels)
     faces = [
         FaceView(
@@ -188,8 +188,8 @@ def _search(service: Any, collection: str, photo: bytes, actor: str, purpose: st
         "faces": faces,
         "with_candidates": sum(1 for f in faces if f.persons),
         "threshold": f"{found.threshold:.1f}",
-        "threshold_fmr": rate(store.table.fmr_estimate(found.threshold), words),
-        "expected": expectations(store.table, found.threshold, found.gallery_size, found.collection_threshold)["words"],
+        "threshold_fmr": rate(store.table_for(found.model).fmr_estimate(found.threshold), words),
+        "expected": expectations(store.table_for(found.model), found.threshold, found.gallery_size, found.collection_threshold)["words"],
         "gallery_size": grouped(found.gallery_size, words.lang),
         "largest": largest,
     }

@@ -34,18 +34,28 @@ def get_detector() -> CenterFace:
 
 def get_embedder(model: str | None = None) -> Embedder:
     """The process-wide embedder of a recognition model: by name or id (name:sha256[:16]), or None
-    for the built-in one. An operator's model is resolved, and its file's sha256 checked, once."""
+    for the built-in one. An operator's model is looked up, and its file checked (hashed again if
+    it changed on disk), on every call: a replaced file is refused, never run from a stale session."""
+    from regard.models.embedder import Embedder
+    from regard.models.operator import resolve
     from regard.models.recognizer import BUILT_IN
+    from regard.models.runtime import default_threads
 
-    key = "embedder" if model is None or model in (BUILT_IN.name, BUILT_IN.id) else f"embedder:{model}"
+    recognizer = BUILT_IN if model is None or model in (BUILT_IN.name, BUILT_IN.id) else resolve(model)
+    key = "embedder" if recognizer.built_in else f"embedder:{recognizer.id}:{recognizer.path}"
     with _lock:
         if key not in _instances:
-            from regard.models.embedder import Embedder
-            from regard.models.operator import resolve
-            from regard.models.runtime import default_threads
-
-            _instances[key] = Embedder(resolve(model), default_threads())
+            _instances[key] = Embedder(recognizer, default_threads())
         return _instances[key]  # type: ignore[return-value]
+
+
+def model_width(model: str | None) -> int:
+    """The width of a model's vectors (name or id; None: the built-in model's, 128)."""
+    from regard.models.recognizer import BUILT_IN
+
+    if model is None or model in (BUILT_IN.name, BUILT_IN.id):
+        return BUILT_IN.width
+    return get_recognizer(model).width
 
 
 def get_recognizer(model: str | None = None) -> Recognizer:

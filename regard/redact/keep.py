@@ -93,6 +93,7 @@ class KeepConsenting:
                 k=1,
                 threshold=self.threshold,
                 request={"operation": "redact", "source": source, **(extra or {})},
+                model=self.collection.model,
             )
             self.searches += 1
             when = now or datetime.now(timezone.utc)
@@ -115,7 +116,11 @@ class KeepConsenting:
                 usable.append(i)
         out: list[np.ndarray | None] = [None] * len(detections)
         if usable:
-            vectors = models.get_embedder().embed_chips(np.stack([chips[i] for i in usable]), flip=True)
+            embedder = models.get_embedder(self.collection.model)  # the collection's own model
+            if not embedder.model.built_in:
+                pre = embedder.model.preprocess
+                chips = {i: align.align(rgb, detections[i].landmarks, pre.size, family=embedder.model.family) for i in usable}
+            vectors = embedder.embed_chips(np.stack([chips[i] for i in usable]), flip=True)
             for i, vector in zip(usable, vectors):
                 out[i] = vector
         return out
@@ -123,7 +128,7 @@ class KeepConsenting:
     def same_person(self, probe: np.ndarray, other: np.ndarray) -> bool:
         """Whether two embeddings score at or above the collection's search threshold: the bar a
         face had to clear to be kept is the bar it must keep clearing."""
-        return similarity(probe, other) >= self.threshold
+        return similarity(probe, other, self.store.recognizer(self.collection.model).distance_at_zero) >= self.threshold
 
     def _consenting(self, person_id: str, when: datetime) -> bool:
         try:

@@ -105,6 +105,7 @@ class NewCollection(BaseModel):
     retention_days: int | None = None
     min_quality: QualityLevel = QualityLevel.MEDIUM
     store_thumbnails: bool = False
+    model: str | None = Field(default=None, description="the recognition model (a registered one's name or id); default: the built-in one")
 
 
 class ThresholdChange(BaseModel):
@@ -137,6 +138,7 @@ def create_collection(request: Request, new: NewCollection, caller: Caller = Dep
         retention_days=new.retention_days,
         min_quality=new.min_quality,
         store_thumbnails=new.store_thumbnails,
+        model=new.model,
     )
     return _collection_dict(store, new.id)
 
@@ -365,12 +367,12 @@ def search(
             max_pixels=state.config.max_pixels,
         )
         hits = [h.to_dict() for h in found]
-    metrics.searched(store, collection_id)
+    metrics.searched(collection_id, purpose)
     return {
         "collection": collection_id,
         "threshold": found.threshold,
-        "threshold_fmr": store.table.fmr_estimate(found.threshold),
-        "expected": expectations(store.table, found.threshold, found.gallery_size, found.collection_threshold),
+        "threshold_fmr": store.table_for(found.model).fmr_estimate(found.threshold),
+        "expected": expectations(store.table_for(found.model), found.threshold, found.gallery_size, found.collection_threshold),
         "note": "candidates for a person to review, not identifications",
         "faces": hits,
     }

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from regard.auditlog.log import AuditAction
-from regard.errors import NotFoundError
+from regard.errors import ModelError, NotFoundError
 
 Row = Mapping[str, Any]
 """One result row, by column name, with Python values (datetimes for times)."""
@@ -135,6 +135,16 @@ class Gallery:
     model: str
 
 
+def check_probe_model(gallery: Gallery, model: str) -> None:
+    """A collection is searched only with vectors of the model its own come from: ModelError
+    otherwise (vectors of two models are not comparable, whatever their widths)."""
+    if gallery.model != model:
+        raise ModelError(
+            f"this collection's faces come from the model {gallery.model}, the query's from {model}: "
+            "vectors of different models cannot be compared; search with the collection's model"
+        )
+
+
 Hits = list[list[tuple[Row, float]]]
 """For each query, the nearest faces still enrolled, nearest first: (face row of FACE_COLUMNS,
 Euclidean distance between unit vectors)."""
@@ -189,10 +199,12 @@ class Backend(ABC):
         """A stored vector as float32 numbers."""
 
     @abstractmethod
-    def search(self, collection_id: str, vectors: list[np.ndarray], k: int, finish: Finish[T]) -> T:
-        """In one transaction: read the collection (NotFoundError if there is none), find the k
-        nearest faces of each unit vector that are still enrolled, let `finish` make the result and
-        its audit entry, and append that entry. Returns the result."""
+    def search(self, collection_id: str, vectors: list[np.ndarray], k: int, finish: Finish[T], model: str) -> T:
+        """In one transaction: read the collection (NotFoundError if there is none), check that its
+        vectors come from `model`, the model the query vectors come from (`check_probe_model`,
+        before any vector is compared), find the k nearest faces of each unit vector that are still
+        enrolled, let `finish` make the result and its audit entry, and append that entry. Returns
+        the result."""
 
     def erased(self, collection_id: str | None = None) -> None:
         """Called after a transaction that erased faces committed (`collection_id`: the collection

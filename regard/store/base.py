@@ -344,12 +344,13 @@ class SweepReport:
     details: list[dict[str, Any]]
 
 
-def stored_vector(vector: np.ndarray) -> np.ndarray:
-    """A face's embedding as both backends store and search it: 128 finite float32 numbers, not all
-    0, scaled to length 1 (see `regard.match.unit`); InvalidArgumentError otherwise."""
+def stored_vector(vector: np.ndarray, width: int = EMBEDDING_SIZE) -> np.ndarray:
+    """A face's embedding as both backends store and search it: `width` finite float32 numbers (the
+    model's width: 128 for the built-in one), not all 0, scaled to length 1 (see
+    `regard.match.unit`); InvalidArgumentError otherwise."""
     array = np.asarray(vector, dtype=np.float32)
-    if array.shape != (EMBEDDING_SIZE,) or not np.isfinite(array).all() or not np.any(array):
-        raise InvalidArgumentError(f"an embedding is {EMBEDDING_SIZE} finite numbers, not all 0, not shape {array.shape}")
+    if array.shape != (width,) or not np.isfinite(array).all() or not np.any(array):
+        raise InvalidArgumentError(f"an embedding of this model is {width} finite numbers, not all 0, not shape {array.shape}")
     return unit(array)
 
 

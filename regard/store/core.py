@@ -23,7 +23,12 @@ from typing import Any
 import numpy as np
 
 from regard.auditlog.log import AuditAction, AuditEntry, VerifyReport
-from regard.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from regard.errors import (
+    AlreadyExistsError,
+    InvalidArgumentError,
+    ModelError,
+    NotFoundError,
+)
 from regard.face import QualityLevel
 from regard.match import (
     DEFAULT_FPIR,
@@ -34,7 +39,8 @@ from regard.match import (
     score_of_distance,
     search_threshold,
 )
-from regard.models.registry import EMBEDDER_ID
+from regard.models import get_recognizer
+from regard.models.recognizer import BUILT_IN, Recognizer
 from regard.store.backend import (
     AuditRecord,
     Backend,
@@ -42,6 +48,7 @@ from regard.store.backend import (
     Hits,
     Row,
     Transaction,
+    check_probe_model,
     no_collection,
 )
 from regard.store.base import (
@@ -197,11 +204,32 @@ class Store:
         self.backend = backend
         self._table = table
         self.sql = backend.sql
+        self._models: dict[str, str] = {}  # collection id -> its model id (see model_of)
 
     @property
     def table(self) -> ThresholdTable:
-        """The score -> FMR table thresholds come from (the shipped one unless the store was given one)."""
+        """The built-in model's score -> FMR table (the shipped one unless the store was given one)."""
         return self._table or default_table()
+
+    def recognizer(self, model: str) -> Recognizer:
+        """The model a collection's vectors come from (its id, as the collection records it)."""
+        return BUILT_IN if model == BUILT_IN.id else get_recognizer(model)
+
+    def model_of(self, collection_id: str) -> str:
+        """The id of the model a collection's faces come from, remembered after the first read
+        (it does not change while the collection exists). Safe even if another process deleted
+        and re-created the collection with another model meanwhile: enrolment and search check the
+        model again in their own transaction (`check_probe_model`) and refuse a mismatch."""
+        model = self._models.get(collection_id)
+        if model is None:
+            model = self.get_collection(collection_id).model
+            self._models[collection_id] = model
+        return model
+
+    def table_for(self, model: str) -> ThresholdTable:
+        """The table thresholds of a collection of `model` come from; ModelError for a model that is
+        not calibrated (it may enrol, not search)."""
+        return self.table if model == BUILT_IN.id else self.recognizer(model).table()
 
     @property
     def erasure_pending(self) -> bool:
@@ -250,14 +278,18 @@ class Store:
         retention_days: int | None = None,
         min_quality: QualityLevel = QualityLevel.MEDIUM,
         store_thumbnails: bool = False,
+        model: str | None = None,
     ) -> Collection:
+        """A new collection, pinned to one recognition model (`model`: a registered model's name or
+        id; None: the built-in one): its faces are embedded, and it is searched, only by that model."""
         purpose, actor, min_quality = check_new_collection(collection_id, purpose, actor, retention_days, min_quality)
+        model_id = get_recognizer(model).id
         with self.backend.write() as tx:
             if tx.one(self.sql.collection, (collection_id,)) is not None:
                 raise AlreadyExistsError(f"collection {collection_id!r} exists already")
             tx.run(
                 self.sql.insert_collection,
-                (collection_id, purpose, EMBEDDER_ID, retention_days, min_quality.value, store_thumbnails, _now(), actor),
+                (collection_id, purpose, model_id, retention_days, min_quality.value, store_thumbnails, _now(), actor),
             )
             tx.audit(
                 AuditRecord(
@@ -265,7 +297,7 @@ class Store:
                     actor,
                     collection_id,
                     purpose,
-                    {"retention_days": retention_days, "min_quality": min_quality.value, "model": EMBEDDER_ID},
+                    {"retention_days": retention_days, "min_quality": min_quality.value, "model": model_id},
                 )
             )
             return self._collection(tx, collection_id)
@@ -290,6 +322,7 @@ class Store:
                     AuditAction.COLLECTION_DELETE, actor, collection_id, None, {"reason": reason, "faces_erased": faces}
                 )
             )
+        self._models.pop(collection_id, None)
         self.backend.erased(collection_id)
         return faces
 
@@ -325,16 +358,17 @@ class Store:
         """The threshold a search of this collection uses when the caller gives none: the one set for
         it (regard audit --apply-to), else FPIR <= 1 % at its current size."""
         collection = self.get_collection(collection_id)
-        return resolve_threshold(self.table, collection.threshold, collection.face_count)
+        return resolve_threshold(self.table_for(collection.model), collection.threshold, collection.face_count)
 
     def search_expectations(self, collection_id: str, threshold: float | None = None) -> dict[str, Any]:
         """What a search of this collection at `threshold` (default: its search threshold) may be
         expected to do at its current size (see `expectations`)."""
         collection = self.get_collection(collection_id)
         size = collection.face_count
+        table = self.table_for(collection.model)
         if threshold is None:
-            threshold = resolve_threshold(self.table, collection.threshold, size)
-        return expectations(self.table, threshold, size, collection.threshold)
+            threshold = resolve_threshold(table, collection.threshold, size)
+        return expectations(table, threshold, size, collection.threshold)
 
     # ------------------------------------------------------------------ persons and consent
 
@@ -420,14 +454,19 @@ class Store:
     # ------------------------------------------------------------------ faces
 
     def add_faces(
-        self, collection_id: str, person_id: str, faces: list[NewFace], *, actor: str
+        self, collection_id: str, person_id: str, faces: list[NewFace], *, actor: str, model: str | None = None
     ) -> list[FaceRecord]:
-        """Enroll faces for a person, who must hold a valid consent record. All or nothing."""
+        """Enroll faces for a person, who must hold a valid consent record. All or nothing. The
+        faces' embeddings come from `model` (id; None: the built-in model), which must be the
+        collection's."""
         actor = check_text(actor, "the actor")
-        vectors = [self.backend.vector_param(stored_vector(f.embedding)) for f in faces]
+        model = model or BUILT_IN.id
+        width = self.recognizer(model).width
+        vectors = [self.backend.vector_param(stored_vector(f.embedding, width)) for f in faces]
         now = _now()
         with self.backend.write() as tx:
             collection = self._collection(tx, collection_id)
+            check_probe_model(Gallery(collection.face_count, collection.threshold, collection.model), model)
             require_consent(self._person(tx, collection_id, person_id), now)
             records, rows = [], []
             for face, vector in zip(faces, vectors):
@@ -521,19 +560,24 @@ class Store:
         k: int = 10,
         threshold: float | None = None,
         request: dict[str, Any] | None = None,
+        model: str | None = None,
     ) -> SearchResult:
         """The top-k candidates at or above the threshold for each query (the caller's, else the
         collection's own, else the default for its size), with the matched faces' records, in one
-        transaction with its audit entry."""
+        transaction with its audit entry. The query vectors come from `model` (id; None: the
+        built-in model), which must be the collection's, and calibrated."""
         actor, purpose = check_search(actor, purpose, k, threshold)
-        vectors = [stored_vector(q.vector) for q in queries]
-        table = self.table
+        model = model or BUILT_IN.id
+        recognizer = self.recognizer(model)
+        table = self.table_for(model)  # an uncalibrated model is refused here, before any work
+        scale = recognizer.distance_at_zero
+        vectors = [stored_vector(q.vector, recognizer.width) for q in queries]
 
         def finish(gallery: Gallery, hits: Hits) -> tuple[SearchResult, AuditRecord]:
             used = threshold if threshold is not None else resolve_threshold(table, gallery.threshold, gallery.size)
             matches = []
             for nearest in hits:
-                scored = ((row, score_of_distance(distance)) for row, distance in nearest)
+                scored = ((row, score_of_distance(distance, scale)) for row, distance in nearest)
                 matches.append(
                     [
                         Candidate(row["face_id"], row["person_id"], score, table.fmr_estimate(score), face=face_of(row))
@@ -562,7 +606,11 @@ class Store:
             }
             return result, AuditRecord(AuditAction.SEARCH, actor, collection_id, purpose, details)
 
-        return self.backend.search(collection_id, vectors, k, finish)
+        try:
+            return self.backend.search(collection_id, vectors, k, finish, model)
+        except ModelError:
+            self._models.pop(collection_id, None)  # re-created with another model: read it again next time
+            raise
 
     # ------------------------------------------------------------------ retention
 

@@ -17,6 +17,7 @@ import numpy as np
 from regard import gallery
 from regard.errors import ImageTooLargeError, InvalidArgumentError, RegardError
 from regard.face import QualityLevel
+from regard.match import ThresholdTable
 from regard.service import jsonbody
 from regard.service.auth import Caller
 from regard.service.rekognition.similarity import (
@@ -136,21 +137,28 @@ class Call:
     def reason(self, operation: str) -> str:
         return (self.headers.get("x-regard-reason") or "").strip() or f"{operation} via the Rekognition API"
 
-    def threshold(self, name: str, default: float | None = None) -> float | None:
+    def threshold(self, name: str, default: float | None = None, table: ThresholdTable | None = None) -> float | None:
         """The Regard score threshold of a call: the caller's `name` (a Rekognition Similarity,
         mapped to a score by `score_of_similarity`), else `default` (a score; for a search None,
         and the store decides: `report_threshold` then says what it used)."""
         value = self.number(name, 0.0, 100.0, None)
-        threshold = default if value is None else score_of_similarity(self.store.table, float(value))
+        table = table or self.store.table
+        threshold = default if value is None else score_of_similarity(table, float(value))
         if threshold is not None:
-            self.report_threshold(threshold)
+            self.report_threshold(threshold, table)
         return threshold
 
-    def report_threshold(self, threshold: float) -> None:
+    def table_of(self, collection_id: str) -> ThresholdTable:
+        """The threshold table of the collection's model (the built-in model's unless the collection
+        was created with another); ModelError for a model not calibrated."""
+        return self.store.table_for(self.store.model_of(collection_id))
+
+    def report_threshold(self, threshold: float, table: ThresholdTable | None = None) -> None:
         """Say in the response's headers which threshold the call used, on both scales, and its FMR."""
+        table = table or self.store.table
         self.response_headers["X-Regard-Threshold"] = f"{threshold:.2f}"
-        self.response_headers["X-Regard-Similarity-Threshold"] = f"{similarity_of_score(self.store.table, threshold):.2f}"
-        self.response_headers["X-Regard-Threshold-FMR"] = f"{self.store.table.fmr_estimate(threshold):.3g}"
+        self.response_headers["X-Regard-Similarity-Threshold"] = f"{similarity_of_score(table, threshold):.2f}"
+        self.response_headers["X-Regard-Threshold-FMR"] = f"{table.fmr_estimate(threshold):.3g}"
 
 
 def _page(call: Call, items: list[Any], max_results: int) -> tuple[list[Any], str | None]:

@@ -139,7 +139,7 @@ def delete_faces(call: Call) -> dict[str, Any]:
 def _matches(call: Call, candidates: Sequence[Candidate], model: str) -> list[dict[str, Any]]:
     """Rekognition's FaceMatches, from the face records the search read with its candidates."""
     return [
-        {"Similarity": similarity_of_score(call.store.table, c.score), "Face": _face_shape(c.face, model)}  # type: ignore[arg-type]
+        {"Similarity": similarity_of_score(call.store.table_for(model), c.score), "Face": _face_shape(c.face, model)}  # type: ignore[arg-type]
         for c in candidates
     ]
 
@@ -148,19 +148,21 @@ def search_faces(call: Call) -> dict[str, Any]:
     collection_id = call.collection(Role.SEARCH, check=False)
     face_id = call.ident("FaceId", _FACE_ID)
     k = min(call.number("MaxFaces", 1, 4096, 100), 999)
-    threshold = call.threshold("FaceMatchThreshold")
+    threshold = call.threshold("FaceMatchThreshold", table=call.table_of(collection_id))
     found = gallery.search_face(
-        call.store, collection_id, face_id, actor=call.caller.actor, purpose=call.purpose(), k=k, threshold=threshold
+        call.store, collection_id, face_id, actor=call.caller.actor, purpose=(purpose := call.purpose()), k=k, threshold=threshold
     )
-    call.report_threshold(found.threshold)
-    metrics.searched(call.store, collection_id)
+    call.report_threshold(found.threshold, call.store.table_for(found.model))
+    metrics.searched(collection_id, purpose)
     return {"SearchedFaceId": face_id, "FaceMatches": _matches(call, found, found.model), "FaceModelVersion": found.model}
 
 
 def _probe(call: Call, level: QualityLevel | None, collection_id: str) -> tuple[np.ndarray, str, Face, list[Face]]:
     """The photo, its sha256, its largest face that passes the filter, and the others."""
     rgb, digest = call.image()
-    faces = detect(rgb)
+    model = call.store.model_of(collection_id)  # an unknown collection says so here, before the photo's faces
+    call.store.table_for(model)  # and one whose model is not calibrated
+    faces = detect(rgb, model=model)
     usable = [f for f in faces if _passes(f, level)]
     probe = _largest(usable)
     if probe is None:
@@ -173,15 +175,15 @@ def search_faces_by_image(call: Call) -> dict[str, Any]:
     collection_id = call.collection(Role.SEARCH, check=False)
     k = min(call.number("MaxFaces", 1, 4096, 100), 1000)
     level = call.quality_filter("NONE")
-    threshold = call.threshold("FaceMatchThreshold")
+    threshold = call.threshold("FaceMatchThreshold", table=call.table_of(collection_id))
     purpose = call.purpose()
     rgb, digest, probe, _ = _probe(call, level, collection_id)
     found = gallery.search_faces(
         call.store, collection_id, [probe], digest, actor=call.caller.actor, purpose=purpose, k=k, threshold=threshold,
-        request={"operation": "SearchFacesByImage"},
+        request={"operation": "SearchFacesByImage"}, model=call.store.model_of(collection_id),
     )
-    call.report_threshold(found.threshold)
-    metrics.searched(call.store, collection_id)
+    call.report_threshold(found.threshold, call.store.table_for(found.model))
+    metrics.searched(collection_id, purpose)
     detail = face_detail(rgb, probe)
     return {
         "SearchedFaceBoundingBox": detail["BoundingBox"],

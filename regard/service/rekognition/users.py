@@ -165,7 +165,7 @@ def search_users(call: Call) -> dict[str, Any]:
     if (user_id is None) == (face_id is None):
         raise InvalidArgumentError("give exactly one of UserId and FaceId")
     most = call.number("MaxUsers", 1, 500, 500)
-    threshold = call.threshold("UserMatchThreshold")
+    threshold = call.threshold("UserMatchThreshold", table=call.table_of(collection_id))
     purpose = call.purpose()
     if face_id is not None:
         record = call.store.get_face(collection_id, face_id)
@@ -184,11 +184,12 @@ def search_users(call: Call) -> dict[str, Any]:
     results = call.store.search(
         collection_id, queries, actor=call.caller.actor, purpose=purpose, k=k, threshold=threshold,
         request={"operation": "SearchUsers", "user_id": user_id, "face_id": face_id},
+        model=call.store.model_of(collection_id),
     )
-    call.report_threshold(results.threshold)
-    metrics.searched(call.store, collection_id)
+    call.report_threshold(results.threshold, call.store.table_for(results.model))
+    metrics.searched(collection_id, purpose)
     return {
-        "UserMatches": _user_matches(call.store.table, results, exclude, most),
+        "UserMatches": _user_matches(call.store.table_for(results.model), results, exclude, most),
         "FaceModelVersion": results.model,
         **searched,
     }
@@ -198,17 +199,18 @@ def search_users_by_image(call: Call) -> dict[str, Any]:
     collection_id = call.collection(Role.SEARCH, check=False)
     most = call.number("MaxUsers", 1, 500, 500)
     level = call.quality_filter("NONE")
-    threshold = call.threshold("UserMatchThreshold")
+    threshold = call.threshold("UserMatchThreshold", table=call.table_of(collection_id))
     purpose = call.purpose()
     rgb, digest, probe, others = _probe(call, level, collection_id)
     found = gallery.search_faces(
         call.store, collection_id, [probe], digest, actor=call.caller.actor, purpose=purpose,
         k=min(1000, most * 4 + 8), threshold=threshold, request={"operation": "SearchUsersByImage"},
+        model=call.store.model_of(collection_id),
     )
-    call.report_threshold(found.threshold)
-    metrics.searched(call.store, collection_id)
+    call.report_threshold(found.threshold, call.store.table_for(found.model))
+    metrics.searched(collection_id, purpose)
     return {
-        "UserMatches": _user_matches(call.store.table, [found[0].candidates], None, most),
+        "UserMatches": _user_matches(call.store.table_for(found.model), [found[0].candidates], None, most),
         "FaceModelVersion": found.model,
         "SearchedFace": {"FaceDetail": face_detail(rgb, probe)},
         "UnsearchedFaces": [{"FaceDetails": face_detail(rgb, f), "Reasons": ["FACE_NOT_LARGEST"]} for f in others],

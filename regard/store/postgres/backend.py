@@ -47,6 +47,7 @@ from regard.store.backend import (
     Row,
     T,
     Transaction,
+    check_probe_model,
 )
 from regard.store.postgres import search as pgsearch
 from regard.store.postgres.search import (
@@ -256,11 +257,12 @@ class PostgresBackend(Backend):
     def vector_value(self, value: Any) -> np.ndarray:
         return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32).copy()
 
-    def search(self, collection_id: str, vectors: list[np.ndarray], k: int, finish: Finish[T]) -> T:
+    def search(self, collection_id: str, vectors: list[np.ndarray], k: int, finish: Finish[T], model: str) -> T:
         with self._lock:
             self._ensure()
             with self._pipelined() as conn:
                 gallery, hits, head = pgsearch.search(conn, self._plans, self._ef_search, collection_id, vectors, k)
+                check_probe_model(gallery, model)
                 result, record = finish(gallery, hits)
                 _Transaction(conn, head).audit(record)
             return result

@@ -36,7 +36,7 @@ from regard.auditlog.log import (
 )
 from regard.index import VectorIndex, new_index
 from regard.match import unit
-from regard.models.registry import EMBEDDING_SIZE
+from regard.models import model_width as width_of
 from regard.store.backend import (
     FACE_COLUMNS,
     STANDARD,
@@ -47,6 +47,7 @@ from regard.store.backend import (
     Row,
     T,
     Transaction,
+    check_probe_model,
     no_collection,
 )
 from regard.store.sqlite.schema import migrate
@@ -185,7 +186,7 @@ class SQLiteBackend(Backend):
                 (collection_id,),
             )
             assert counts is not None
-            state = _IndexState(row["generation"], new_index(counts["size"]), 0, counts["tombstone"])
+            state = _IndexState(row["generation"], new_index(counts["size"], width_of(row["model"])), 0, counts["tombstone"])
             self._indexes[collection_id] = state
         added = tx.all(
             "SELECT row, embedding FROM faces WHERE collection_id = ? AND row > ? ORDER BY row",
@@ -201,17 +202,18 @@ class SQLiteBackend(Backend):
         if added:
             ids = np.array([r["row"] for r in added], dtype=np.int64)
             vectors = np.frombuffer(b"".join(r["embedding"] for r in added), dtype=np.float32)
-            state.index.add(ids, unit(vectors.reshape(-1, EMBEDDING_SIZE)))  # faces enrolled before 0.2 are stored unscaled
+            state.index.add(ids, unit(vectors.reshape(len(added), -1)))  # faces enrolled before 0.2 are stored unscaled
             state.last_row = int(ids[-1])
         return state.index, Gallery(size=len(state.index), threshold=row["threshold"], model=row["model"])
 
-    def search(self, collection_id: str, vectors: list[np.ndarray], k: int, finish: Finish[T]) -> T:
+    def search(self, collection_id: str, vectors: list[np.ndarray], k: int, finish: Finish[T], model: str) -> T:
         """Brings the collection's index up to date and searches it; then, in a write transaction
         (which orders the search among the writers in the audit log), reads the records of the
         faces found that are still there, in one query, and appends the audit entry."""
         with self._lock:
             with self.read() as tx:
                 index, gallery = self._synced_index(tx, collection_id)
+            check_probe_model(gallery, model)
             nearest: list[list[tuple[int, float]]] = [[] for _ in vectors]
             if vectors and len(index):
                 ids, distances = index.search(np.stack(vectors), min(k, len(index)))
