@@ -100,6 +100,19 @@ def _collection(args: argparse.Namespace) -> int:
     elif args.action == "delete":
         erased = store.delete_collection(args.id, actor=args.actor, reason=args.reason)
         _out(args, {"deleted": args.id, "faces_erased": erased}, f"deleted {args.id!r}: {erased} faces erased")
+    elif args.action == "reembed":
+        from regard.reembed import reembed
+
+        before = store.get_collection(args.id).model
+        moved, plan = reembed(
+            store, args.id, args.model, actor=args.actor, reason=args.reason, photos=Path(args.photos) if args.photos else None
+        )
+        _out(
+            args,
+            {"collection": args.id, "model": moved.model, "previous_model": before, "faces_reembedded": len(plan.vectors)},
+            f"moved {args.id!r} from {before} to {moved.model}: {len(plan.vectors)} faces re-embedded; its own "
+            "threshold, if it had one, is cleared (set one again with regard audit --apply-to)",
+        )
     return EXIT_OK
 
 
@@ -493,6 +506,17 @@ def add_store_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     delete = c_sub.add_parser("delete", parents=[store_opts])
     delete.add_argument("id")
     delete.add_argument("--reason", required=True)
+    move = c_sub.add_parser(
+        "reembed", parents=[store_opts],
+        help="move a collection to another recognition model: every face re-embedded, consent and audit trail kept",
+    )  # fmt: skip
+    move.add_argument("id")
+    move.add_argument("--model", required=True, help="the registered model to move to (regard models)")
+    move.add_argument("--reason", required=True)
+    move.add_argument(
+        "--photos", metavar="FOLDER",
+        help="re-embed from the enrolment photos, matched by external image id (default: the thumbnails the collection keeps)",
+    )  # fmt: skip
 
     person = command("person", "add, list or forget persons", _person)
     p_sub = person.add_subparsers(dest="action", required=True)

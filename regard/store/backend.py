@@ -66,6 +66,8 @@ class Statements:
         "created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
     )
     set_threshold: str = "UPDATE collections SET threshold = ?, threshold_source = ? WHERE id = ?"
+    # (model, id): a collection moved to another model; its own threshold meant the old model's scores
+    set_collection_model: str = "UPDATE collections SET model = ?, threshold = NULL, threshold_source = NULL WHERE id = ?"
     delete_collection_faces: str = "DELETE FROM faces WHERE collection_id = ?"
     delete_collection: str = "DELETE FROM collections WHERE id = ?"
     retention: str = "SELECT id, retention_days FROM collections WHERE retention_days IS NOT NULL ORDER BY id"
@@ -92,6 +94,9 @@ class Statements:
     )  # the rows follow (Transaction.insert_many)
     face: str = f"SELECT {FACE_COLUMNS} FROM faces WHERE collection_id = ? AND face_id = ?"
     face_vector: str = "SELECT embedding FROM faces WHERE collection_id = ? AND face_id = ?"
+    face_ids: str = "SELECT face_id FROM faces WHERE collection_id = ?"
+    face_thumbnails: str = "SELECT face_id, thumbnail FROM faces WHERE collection_id = ? ORDER BY row"
+    set_face_vector: str = "UPDATE faces SET embedding = ? WHERE collection_id = ? AND face_id = ?"
     faces: str = f"SELECT {FACE_COLUMNS} FROM faces WHERE collection_id = ? ORDER BY row"
     person_faces: str = f"SELECT {FACE_COLUMNS} FROM faces WHERE collection_id = ? AND person_id = ? ORDER BY row"
     has_image: str = "SELECT 1 AS found FROM faces WHERE collection_id = ? AND external_image_id = ? LIMIT 1"

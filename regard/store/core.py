@@ -507,6 +507,59 @@ class Store:
             )
         return records
 
+    def face_thumbnails(self, collection_id: str) -> dict[str, bytes | None]:
+        """Each face's kept thumbnail (its aligned chip as JPEG; None where the collection keeps
+        none), by face id: what `regard collection reembed` re-embeds from."""
+        with self.backend.read() as tx:
+            self._collection(tx, collection_id)
+            return {r["face_id"]: (bytes(r["thumbnail"]) if r["thumbnail"] is not None else None)
+                    for r in tx.all(self.sql.face_thumbnails, (collection_id,))}  # fmt: skip
+
+    def move_collection(
+        self,
+        collection_id: str,
+        model: str,
+        vectors: dict[str, np.ndarray],
+        *,
+        actor: str,
+        reason: str,
+        source: str,
+    ) -> Collection:
+        """Move a collection to another recognition model: every face's vector replaced by
+        `vectors[face_id]` (of `model`, a registered model's name or id) and the collection pinned
+        to it, in one transaction, all or nothing. Consent, persons and face records carry over;
+        the collection's own threshold is cleared (it was a score of the old model). Refused if
+        the faces are not exactly those enrolled now (one enrolled or erased meanwhile).
+        Audit-logged with both models, the count and `source` (where the vectors came from)."""
+        actor, reason = check_text(actor, "the actor"), check_text(reason, "a reason")
+        recognizer = get_recognizer(model)
+        stored = {face_id: self.backend.vector_param(stored_vector(v, recognizer.width)) for face_id, v in vectors.items()}
+        with self.backend.write() as tx:
+            collection = self._collection(tx, collection_id)
+            if collection.model == recognizer.id:
+                raise InvalidArgumentError(f"collection {collection_id!r} uses the model {recognizer.id} already")
+            enrolled = {r["face_id"] for r in tx.all(self.sql.face_ids, (collection_id,))}
+            if enrolled != set(stored):
+                missing, extra = len(enrolled - set(stored)), len(set(stored) - enrolled)
+                raise InvalidArgumentError(
+                    f"the faces of {collection_id!r} changed ({missing} without a new vector, {extra} no longer "
+                    "enrolled): nothing was moved; run it again"
+                )
+            for face_id, vector in stored.items():
+                tx.run(self.sql.set_face_vector, (vector, collection_id, face_id))
+            tx.run(self.sql.set_collection_model, (recognizer.id, collection_id))
+            tx.audit(
+                AuditRecord(
+                    AuditAction.COLLECTION_UPDATE, actor, collection_id, None,
+                    {"model": recognizer.id, "previous_model": collection.model, "faces_reembedded": len(stored),
+                     "source": source, "reason": reason, "previous_threshold": collection.threshold},
+                )
+            )  # fmt: skip
+            moved = self._collection(tx, collection_id)
+        self._models.pop(collection_id, None)
+        self.backend.erased(collection_id)  # the old vectors: no index or log copy of them is kept
+        return moved
+
     def has_image(self, collection_id: str, external_image_id: str) -> bool:
         """Whether a face from this photo (its external image id) is enrolled in the collection."""
         with self.backend.read() as tx:

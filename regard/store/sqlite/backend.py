@@ -60,6 +60,12 @@ SQL = dataclasses.replace(
         "INSERT INTO collections (id, purpose, model, retention_days, min_quality, store_thumbnails, "
         "created_at, created_by, generation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, lower(hex(randomblob(16))))"
     ),
+    # A collection moved to another model gets a new generation too: every process's index of it
+    # holds the old model's vectors.
+    set_collection_model=(
+        "UPDATE collections SET model = ?, threshold = NULL, threshold_source = NULL, "
+        "generation = lower(hex(randomblob(16))) WHERE id = ?"
+    ),
 )
 
 _MATCHED = f"SELECT {FACE_COLUMNS} FROM faces WHERE row IN (SELECT value FROM json_each(?))"
