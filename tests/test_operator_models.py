@@ -200,3 +200,24 @@ def test_the_cli_adds_lists_and_removes_a_model(tmp_path: Path) -> None:
     removed = regard("models", "remove", "arc")
     assert removed.returncode == 0 and "left where it is" in removed.stdout and path.exists()
     assert "arc" not in {r["name"] for r in json.loads(regard("models", "--json").stdout)}
+
+
+def test_compare_with_an_operator_model_needs_its_calibration(folder: Path, tmp_path: Path) -> None:
+    from regard.pipeline import compare
+
+    operator.add(arcface_shaped(tmp_path / "arc.onnx"), name="arc", family="arcface", license="ours", check_photo=PHOTO)
+    with pytest.raises(ModelError, match="not calibrated"):
+        compare(PHOTO, PHOTO, model="arc")
+    rng = np.random.default_rng(2)
+    operator.set_calibration("arc", calibrate(rng.normal(80, 5, 400).clip(0, 100), rng.normal(20, 10, 4000).clip(0, 100), "synthetic"))
+    same = compare(PHOTO, PHOTO, model="arc")
+    assert same.match and same.score == pytest.approx(100.0, abs=0.01)
+    assert same.threshold == operator.resolve("arc").table().threshold_for(1e-3)
+    with pytest.raises(Exception, match="512 values"):
+        compare(np.ones(128, np.float32), np.ones(128, np.float32), model="arc")
+    cli = subprocess.run(
+        [sys.executable, "-m", "regard.cli", "compare", str(PHOTO), str(PHOTO), "--model", "arc", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["score"] == pytest.approx(100.0, abs=0.01)

@@ -72,7 +72,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     import regard
 
     try:
-        result = regard.compare(args.a, args.b, threshold=args.threshold, fmr=args.fmr, max_pixels=args.max_pixels)
+        result = regard.compare(
+            args.a, args.b, threshold=args.threshold, fmr=args.fmr, max_pixels=args.max_pixels, model=args.model
+        )
     except regard.NoFaceError as exc:
         _error(str(exc))
         return EXIT_NO_FACE
@@ -111,4 +113,5 @@ def add_face_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     limit = compare.add_mutually_exclusive_group()
     limit.add_argument("--threshold", type=float, help="score threshold 0-100 (default: the one for FMR 1e-3)")
     limit.add_argument("--fmr", type=float, help="target false-match rate, e.g. 1e-4")
+    compare.add_argument("--model", help="the recognition model to compare with (a calibrated one; default: the built-in one)")
     compare.set_defaults(func=_cmd_compare)
