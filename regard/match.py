@@ -212,7 +212,13 @@ def pair_scores(embeddings: np.ndarray, labels: list[str], scale: float = DISTAN
 
 
 def fit_search_tail(
-    embeddings: np.ndarray, persons: list[str], *, seed: int = 0, repeats: int = 60, max_photos: int = 2000
+    embeddings: np.ndarray,
+    persons: list[str],
+    *,
+    seed: int = 0,
+    repeats: int = 60,
+    max_photos: int = 2000,
+    scale: float = DISTANCE_AT_ZERO,
 ) -> dict[str, Any]:
     """The 1:N model: how likely a search for someone not enrolled is to return any candidate
     (FPIR), given the threshold and the number of enrolled faces, from labelled photos.
@@ -235,7 +241,7 @@ def fit_search_tail(
     people = np.unique(ids)
     if len(people) < 20 or len(vectors) < 64:
         raise RegardError("the 1:N model needs at least 20 people and 64 photos")
-    scores = score_matrix(vectors, vectors)
+    scores = score_matrix(vectors, vectors, scale)  # on the model's own score scale
     members = [np.nonzero(ids == p)[0] for p in people]
     sizes = sorted({max(5, len(vectors) // d) for d in (32, 16, 8, 4, 2)})
     rows, targets = [], []

@@ -42,12 +42,10 @@ from regard.errors import RegardError
 from regard.match import (
     _GRID,
     DEFAULT_FMR,
-    DISTANCE_AT_ZERO,
     ThresholdTable,
     calibrate,
     fit_search_tail,
     search_threshold,
-    unit,
 )
 
 if TYPE_CHECKING:
@@ -145,7 +143,7 @@ def build(
     verification = _verification(genuine, impostor, threshold, targets, same, usable)
     try:  # the 1:N model, where the photos are of enough people
         faces = np.nonzero(has_face)[0]
-        tail = _search_tail(embedded.vectors[faces], [dataset.persons[i] for i in faces], scale)
+        tail = fit_search_tail(embedded.vectors[faces], [dataset.persons[i] for i in faces], scale=scale)
         table = dataclasses.replace(table, search_tail=tail)
     except RegardError as exc:
         warnings.append(f"no 1:N model in the threshold table ({exc}); searches will use N x FMR")
@@ -256,23 +254,6 @@ def _uncalibrated_threshold(model: Recognizer, table: ThresholdTable, genuine: n
             f"model {model.name} is not calibrated, and {table.impostor_pairs:,} different-person pairs cannot "
             f"measure an FMR of {DEFAULT_FMR:g}: the equal-error-rate threshold on this data"
         )
-
-
-def _search_tail(vectors: np.ndarray, persons: list[str], scale: float) -> dict[str, Any]:
-    """`regard.match.fit_search_tail` for vectors scored on `scale`.
-
-    fit_search_tail scores on the built-in model's scale (DISTANCE_AT_ZERO) and takes no other. For
-    a model with a wider scale (an operator's: sqrt 2) each unit vector u becomes [k u, sqrt(1 - k^2)]
-    with k = DISTANCE_AT_ZERO / scale: still of length 1, and any two are k times as far apart, so
-    that the built-in scale gives them exactly the model's scores: 100 (1 - k d / 0.8) = 100 (1 - d / scale)."""
-    if scale == DISTANCE_AT_ZERO:
-        return fit_search_tail(vectors, persons)
-    if scale < DISTANCE_AT_ZERO:
-        raise RegardError(f"a score scale of {scale:g} (below {DISTANCE_AT_ZERO:g}) cannot be fitted")
-    k = DISTANCE_AT_ZERO / scale
-    u = unit(vectors).astype(np.float64)
-    lifted = np.hstack([k * u, np.full((len(u), 1), math.sqrt(1.0 - k * k))])
-    return fit_search_tail(lifted, persons)
 
 
 def _enrolment(dataset: Dataset, embedded: Embedded) -> dict[str, Any]:
