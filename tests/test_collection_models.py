@@ -44,8 +44,6 @@ def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 @pytest.fixture()
 def store(store_url):
-    if store_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL stores vectors of other widths than 128 from its migration 0004 (in progress)")
     s = open_store(store_url)
     yield s
     s.close()
@@ -133,3 +131,143 @@ def test_a_collection_needs_a_registered_model_whose_file_is_unchanged(store, mo
     with pytest.raises(ModelError, match="sha256"):
         enroll(store, "arc-club", str(lfw("Ann_Veneman", 3)), person_id="Ann_Veneman", actor=ACTOR)
     assert store.get_collection("arc-club").face_count == 0
+
+
+def _pg_enrol(store, collection: str, vectors: np.ndarray, model: str | None = None) -> None:
+    """Faces of `vectors` (five a person, p0, p1, ...) without photos: enough faces for the graph."""
+    from regard.face import QualityLevel
+    from regard.store import NewFace
+
+    for p in range(0, len(vectors), 5):
+        store.add_person(collection, f"p{p // 5}", actor=ACTOR)
+        store.record_consent(collection, f"p{p // 5}", basis=ConsentBasis.CONSENT, actor=ACTOR)
+        faces = [
+            NewFace(embedding=v, box=(0, 0, 10, 10), quality_score=80.0, quality_level=QualityLevel.HIGH)
+            for v in vectors[p : p + 5]
+        ]
+        store.add_faces(collection, f"p{p // 5}", faces, actor=ACTOR, model=model)
+
+
+def _pg_search_explained(store, monkeypatch, collection: str, query: np.ndarray, model: str | None = None):
+    """A search through the graph (the planner left no other ordered path), and EXPLAIN of the
+    nearest-neighbour statement the backend ran for it."""
+    import psycopg
+
+    for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+        store._conn.execute(f"SET {setting} = off")
+    ran: list[tuple[str, object]] = []
+    execute = psycopg.Cursor.execute
+
+    def recorded(self, statement, params=None, **kwargs):
+        ran.append((statement, params))
+        return execute(self, statement, params, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(psycopg.Cursor, "execute", recorded)
+        found = store.search(collection, [SearchQuery(query)], actor=ACTOR, purpose=PURPOSE, k=10, threshold=0, model=model)[0]
+    [(statement, params)] = [(s, p) for s, p in ran if isinstance(s, str) and "WITH hits AS" in s]
+    plan = "\n".join(r["QUERY PLAN"] for r in store._conn.execute("EXPLAIN " + statement, params))
+    return found, plan
+
+
+def test_postgres_a_512_d_collection_is_searched_through_its_own_index(
+    postgres_url: str, models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first enrolment of a width creates its HNSW index; a search of a collection of that width
+    walks it (not the 128-d one), scores exactly, and a query of another model is refused with
+    ModelError even when the store sent its queries ahead of the collection's row."""
+    import psycopg
+
+    from regard.match import score_of_distance, unit
+    from regard.store import postgres
+    from regard.store.postgres import search as pgsearch
+
+    monkeypatch.setattr(pgsearch, "EXACT_BELOW", 100)
+    rng = np.random.default_rng(21)
+    store = postgres.PostgresStore(postgres_url)
+    store.create_collection("arc-club", purpose=PURPOSE, actor=ACTOR, model="arc")
+    store.create_collection("builtin", purpose=PURPOSE, actor=ACTOR)
+    wide = rng.normal(0, 1, (150, 512)).astype(np.float32)
+    _pg_enrol(store, "arc-club", wide, model=models["arc"])
+    _pg_enrol(store, "builtin", rng.normal(0, 1, (150, 128)).astype(np.float32))
+    indexes = lambda: {r["indexname"] for r in store._conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'faces' AND indexname LIKE 'faces_embedding_hnsw%%'")}  # noqa: E731
+    assert indexes() == {"faces_embedding_hnsw", "faces_embedding_hnsw_512"}
+    query = wide[17] + rng.normal(0, 0.05, 512).astype(np.float32)
+    found, plan = _pg_search_explained(store, monkeypatch, "arc-club", query, model=models["arc"])
+    assert "Index Scan using faces_embedding_hnsw_512 on faces" in plan, plan
+    assert "faces_embedding_hnsw on" not in plan
+    assert found[0].person_id == "p3"  # row 17: the fourth person's third face
+    exact = np.sort(np.linalg.norm(unit(wide) - unit(query), axis=1))[:10]
+    scale = store.recognizer(models["arc"]).distance_at_zero
+    assert np.allclose([c.score for c in found], [score_of_distance(d, scale) for d in exact], atol=1e-2)
+    assert store._plans["arc-club"] == postgres.SearchPlan(exact=False, depth=pgsearch.EF_SEARCH * 2)
+    # Sent ahead with the plan of the last search: another model's queries, of either width, find
+    # nothing of this collection's and are refused before anything is logged.
+    entries = len(store.audit_entries(collection="arc-club"))
+    operator.set_calibration("raw", calibrate(rng.normal(80, 5, 300).clip(0, 100), rng.normal(20, 10, 3000).clip(0, 100), "synthetic"))
+    with pytest.raises(ModelError, match="cannot be compared"):
+        store.search("arc-club", [SearchQuery(query)], actor=ACTOR, purpose=PURPOSE, model=models["raw"])
+    with pytest.raises(ModelError, match="cannot be compared"):
+        store.search("arc-club", [SearchQuery(wide[0, :128])], actor=ACTOR, purpose=PURPOSE)
+    assert len(store.audit_entries(collection="arc-club")) == entries
+    # The upkeep of the indexes covers every width.
+    store.drop_vector_index()
+    assert indexes() == set()
+    store.build_vector_index()
+    assert indexes() == {"faces_embedding_hnsw", "faces_embedding_hnsw_512"}
+    _, plan = _pg_search_explained(store, monkeypatch, "builtin", rng.normal(0, 1, 128).astype(np.float32))
+    assert "Index Scan using faces_embedding_hnsw on faces" in plan, plan
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT count(*) FROM faces WHERE vector_dims(embedding) = 512").fetchone()[0] == 150
+    store.close()
+
+
+def test_postgres_a_store_migrated_from_0003_keeps_searching_its_128_d_faces(
+    postgres_url: str, models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 0004 on a database as 0003 left it (a vector(128) column, the unrestricted halfvec
+    index): the rows stay where they are (no table rewrite), the 128-d index is rebuilt for 128-d
+    vectors only, the old faces are found as before, and a 512-d collection can join them."""
+    import psycopg
+
+    from regard.store import postgres
+    from regard.store.postgres import search as pgsearch
+
+    monkeypatch.setattr(pgsearch, "EXACT_BELOW", 100)
+    rng = np.random.default_rng(22)
+    store = postgres.PostgresStore(postgres_url)
+    store.create_collection("old", purpose=PURPOSE, actor=ACTOR)
+    old = rng.normal(0, 1, (150, 128)).astype(np.float32)
+    _pg_enrol(store, "old", old)
+    store.close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # back to what 0003 left
+        conn.execute("DROP INDEX faces_embedding_hnsw")
+        conn.execute("ALTER TABLE faces ALTER COLUMN embedding TYPE vector(128)")
+        conn.execute(
+            "CREATE INDEX faces_embedding_hnsw ON faces USING hnsw ((embedding::halfvec(128)) halfvec_l2_ops) "
+            "WITH (m = 24, ef_construction = 200)"
+        )
+        conn.execute("DELETE FROM regard_schema_version WHERE version > 3")
+        column = "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'faces'::regclass AND attname = 'embedding'"
+        assert conn.execute(column).fetchone()[0] == "vector(128)"
+        filenode = conn.execute("SELECT pg_relation_filenode('faces')").fetchone()[0]
+    upgraded = postgres.PostgresStore(postgres_url)
+    assert upgraded.schema_version == 4
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute(column).fetchone()[0] == "vector"
+        assert conn.execute("SELECT pg_relation_filenode('faces')").fetchone()[0] == filenode  # not rewritten
+        definition = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'faces_embedding_hnsw'").fetchone()[0]
+    assert "vector_dims(embedding) = 128" in definition and "halfvec_l2_ops" in definition
+    assert upgraded.get_collection("old").face_count == 150
+    found, plan = _pg_search_explained(upgraded, monkeypatch, "old", old[42] + rng.normal(0, 0.05, 128).astype(np.float32))
+    assert "Index Scan using faces_embedding_hnsw on faces" in plan, plan
+    assert found[0].person_id == "p8" and len(found) == 10
+    upgraded.create_collection("arc-club", purpose=PURPOSE, actor=ACTOR, model="arc")
+    wide = rng.normal(0, 1, (10, 512)).astype(np.float32)
+    _pg_enrol(upgraded, "arc-club", wide, model=models["arc"])
+    hits = upgraded.search("arc-club", [SearchQuery(wide[7])], actor=ACTOR, purpose=PURPOSE, threshold=0, model=models["arc"])[0]
+    assert hits[0].person_id == "p1" and hits[0].score == pytest.approx(100.0, abs=0.01)  # exact: a small collection
+    again = upgraded.search("old", [SearchQuery(old[3])], actor=ACTOR, purpose=PURPOSE, threshold=0)[0]
+    assert again[0].person_id == "p0" and again[0].score == pytest.approx(100.0, abs=0.01)
+    assert upgraded.verify_audit().ok
+    upgraded.close()

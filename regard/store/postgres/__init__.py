@@ -22,8 +22,12 @@ from regard.store.postgres.search import (
     EXACT_BELOW,
     HNSW_DEFINITION,
     HNSW_INDEX,
+    HNSW_MAX_DIM,
     INDEXED,
     SearchPlan,
+    index_definition,
+    index_name,
+    indexed,
     search_depth,
 )
 
@@ -33,10 +37,14 @@ __all__ = [
     "EXACT_BELOW",
     "HNSW_DEFINITION",
     "HNSW_INDEX",
+    "HNSW_MAX_DIM",
     "INDEXED",
     "PostgresBackend",
     "PostgresStore",
     "SearchPlan",
+    "index_definition",
+    "index_name",
+    "indexed",
     "insert_rows",
     "migrations",
     "search_depth",
@@ -68,7 +76,7 @@ class PostgresStore(Store):
         self.backend.ef_search = depth
 
     def drop_vector_index(self) -> None:
-        """Drop the HNSW index before loading many faces at once (see PostgresBackend)."""
+        """Drop the HNSW indexes (of every vector width) before loading many faces at once (see PostgresBackend)."""
         self.backend.drop_vector_index()
 
     def build_vector_index(
@@ -78,7 +86,7 @@ class PostgresStore(Store):
         workers: int = 1,
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
-        """(Re)create the HNSW index if it is missing (see PostgresBackend)."""
+        """(Re)create the HNSW index of each vector width stored where it is missing (see PostgresBackend)."""
         self.backend.build_vector_index(maintenance_work_mem=maintenance_work_mem, workers=workers, progress=progress)
 
     @property

@@ -12,9 +12,10 @@ The store's rules are regard/store/core.py's, as for SQLite; what differs is how
   audit chain stays linear whatever the number of processes, and each writer sees everything
   committed before it (READ COMMITTED), so a consent check and the insert it guards cannot
   interleave with a revocation.
-- Search runs in the database (regard/store/postgres/search.py): vectors live in a `vector(128)`
-  column, with an HNSW index of their half-precision copies (Euclidean distance, the embedder's
-  metric), in one pipelined transaction of two round trips.
+- Search runs in the database (regard/store/postgres/search.py): vectors of every width live in
+  one `vector` column, with an HNSW index of their half-precision copies per width (Euclidean
+  distance, the embedders' metric; `ensure_index` creates a width's at its first enrolment), in
+  one pipelined transaction of two round trips.
 - Erasure deletes the rows in the erasing transaction: no live table holds the vector afterwards.
   The bytes of deleted rows stay in the table's pages until VACUUM reuses them, in the write-ahead
   log until it is recycled, and in backups: see docs/STORAGE.md and `purge_erased`.
@@ -51,11 +52,14 @@ from regard.store.backend import (
 )
 from regard.store.postgres import search as pgsearch
 from regard.store.postgres.search import (
+    DIM,
     EF_SEARCH,
     EF_SEARCH_MAX,
-    HNSW_DEFINITION,
     HNSW_INDEX,
+    HNSW_MAX_DIM,
     SearchPlan,
+    index_definition,
+    index_name,
 )
 
 _COLLECTION = "SELECT c.*, (SELECT COUNT(*) FROM persons p WHERE p.collection_id = c.id) AS person_count FROM collections c"
@@ -97,6 +101,37 @@ def insert_rows(
 
 
 _MIGRATION_LOCK = 0x52454741  # pg_advisory_xact_lock key while migrations run ("REGA")
+_INDEX_LOCK = 0x52454749  # with a width: the advisory lock of whoever creates that width's index ("REGI")
+_EMBEDDING = STANDARD.insert_faces.split("(", 1)[1].split(")", 1)[0].split(", ").index("embedding")
+
+
+def ensure_index(conn: psycopg.Connection[Any], dim: int) -> bool:
+    """In a write transaction about to store vectors `dim` wide: create that width's HNSW index if
+    it has none and no face of that width is stored yet. Returns whether the width is settled (its
+    index exists, or need not be made here); False only while someone else is building it.
+
+    The index is made in the writer's own transaction (CREATE INDEX, not CONCURRENTLY, which no
+    transaction may run), so it appears with the first faces of its width or not at all. It locks
+    the faces table against other writes (SHARE: searches go on) until the transaction ends;
+    writers queue on the audit head's lock anyway, which also keeps two processes from creating the
+    same index at once (IF NOT EXISTS covers anyone who does without the head, and the advisory
+    lock `build_vector_index` holds). For a width no face has yet this is quick however large the
+    table: the check that none is stored and the build each read the table once (the faces of other
+    widths are NULL in the index's expression and left out of it), and nothing goes into the graph;
+    seconds at a million faces, once per width (the table is locked that long). A width with
+    faces and no index is left alone: its index was dropped for a bulk load (`drop_vector_index`),
+    and `build_vector_index` makes it once the load is done. Widths above pgvector's HNSW limit
+    have no index: their collections are searched exactly."""
+    if dim > HNSW_MAX_DIM:
+        return True
+    if conn.execute("SELECT to_regclass(%s) IS NOT NULL AS present", (index_name(dim),)).fetchone()["present"]:  # type: ignore[index]
+        return True
+    if not conn.execute("SELECT pg_try_advisory_xact_lock(%s::int, %s::int) AS mine", (_INDEX_LOCK, dim)).fetchone()["mine"]:  # type: ignore[index]
+        return False  # build_vector_index is building it: not here, and not waiting for it
+    stored = conn.execute("SELECT EXISTS (SELECT 1 FROM faces WHERE vector_dims(embedding) = %s) AS stored", (dim,))
+    if not stored.fetchone()["stored"]:  # type: ignore[index]
+        conn.execute(index_definition(dim))  # type: ignore[arg-type]
+    return True
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -111,9 +146,19 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 class _Transaction(Transaction):
-    def __init__(self, conn: psycopg.Connection[Any], head: tuple[int, str] | None) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], head: tuple[int, str] | None, widths: set[int] | None = None
+    ) -> None:
         self.conn = conn
         self.head = head  # the audit head this transaction locked first, if it is a write
+        self.widths = widths if widths is not None else set()  # widths whose index is settled (see ensure_index)
+        self.settled: set[int] = set()  # ...in this transaction: the backend's once it commits
+
+    def _vectors(self, vectors: Sequence[Any]) -> None:
+        """About to store these vectors: their widths' indexes first (`ensure_index`)."""
+        for dim in {len(v) for v in vectors} - self.widths - self.settled:
+            if ensure_index(self.conn, dim):
+                self.settled.add(dim)
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         return self.conn.execute(_placeholders(sql), params).fetchone()  # type: ignore[arg-type]
@@ -122,9 +167,13 @@ class _Transaction(Transaction):
         return self.conn.execute(_placeholders(sql), params).fetchall()  # type: ignore[arg-type]
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        if sql == SQL.set_face_vector:  # a collection moved to another model (its vectors' width may change)
+            self._vectors([params[0]])
         return int(self.conn.execute(_placeholders(sql), params).rowcount)  # type: ignore[arg-type]
 
     def insert_many(self, insert: str, rows: Sequence[Sequence[Any]]) -> None:
+        if insert == SQL.insert_faces:
+            self._vectors([row[_EMBEDDING] for row in rows])
         insert_rows(self.conn, insert, rows)
 
     def audit(self, record: AuditRecord) -> None:
@@ -147,6 +196,7 @@ class PostgresBackend(Backend):
         self._closed = False
         self._ef_search = EF_SEARCH
         self._plans: dict[str, SearchPlan] = {}  # collection -> how its last search went; see search.search
+        self._widths: set[int] = set()  # vector widths whose HNSW index is settled (see ensure_index)
         self._conn = self._connect()
         self.schema_version = self._migrate()
         register_vector(self._conn)
@@ -223,7 +273,9 @@ class PostgresBackend(Backend):
         with self._lock:
             self._ensure()
             with self._conn.transaction():
-                yield _Transaction(self._conn, pglog.lock_head(self._conn))
+                tx = _Transaction(self._conn, pglog.lock_head(self._conn), self._widths)
+                yield tx
+            self._widths |= tx.settled  # committed: an index made in it exists now
 
     @contextmanager
     def read(self) -> Iterator[Transaction]:
@@ -252,7 +304,7 @@ class PostgresBackend(Backend):
             raise
 
     def vector_param(self, vector: np.ndarray) -> np.ndarray:
-        return vector  # pgvector's adapter sends numpy arrays as vector(128)
+        return vector  # pgvector's adapter sends numpy arrays as vectors (of any width)
 
     def vector_value(self, value: Any) -> np.ndarray:
         return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32).copy()
@@ -261,8 +313,10 @@ class PostgresBackend(Backend):
         with self._lock:
             self._ensure()
             with self._pipelined() as conn:
-                gallery, hits, head = pgsearch.search(conn, self._plans, self._ef_search, collection_id, vectors, k)
-                check_probe_model(gallery, model)
+                gallery, hits, head = pgsearch.search(
+                    conn, self._plans, self._ef_search, collection_id, vectors, k, model
+                )
+                check_probe_model(gallery, model)  # (search.search refused a mismatch already)
                 result, record = finish(gallery, hits)
                 _Transaction(conn, head).audit(record)
             return result
@@ -283,22 +337,38 @@ class PostgresBackend(Backend):
 
     # ------------------------------------------------------------------ upkeep of the vector index
 
+    def _vector_indexes(self) -> list[str]:
+        """The names of the faces table's HNSW indexes, of every width."""
+        rows = self._conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'faces' "
+            "AND indexname ~ %s ORDER BY indexname",
+            (f"^{HNSW_INDEX}(_[0-9]+)?$",),
+        )
+        return [r["indexname"] for r in rows]
+
     def drop_vector_index(self) -> None:
-        """Drop the HNSW index before loading many faces at once (regard migrate, benchmarks):
-        building it once afterwards is far faster than inserting into it face by face. Searches
-        of large collections are exact (slow) until `build_vector_index` has run."""
+        """Drop the HNSW indexes (of every width) before loading many faces at once (regard migrate,
+        benchmarks): building them once afterwards is far faster than inserting into them face by
+        face. Searches of large collections are exact (slow) until `build_vector_index` has run."""
         with self._lock:
             self._ensure()
-            self._conn.execute(f"DROP INDEX IF EXISTS {HNSW_INDEX}")
+            for name in self._vector_indexes():
+                self._conn.execute(f"DROP INDEX IF EXISTS {name}")  # type: ignore[arg-type]
+            self._widths.clear()
 
     def build_vector_index(
         self, *, maintenance_work_mem: str = "2GB", workers: int = 1, progress: Any = None
     ) -> None:
-        """(Re)create the HNSW index if it is missing. `progress(done, total)` is called every few
-        seconds from a second connection (pg_stat_progress_create_index) while it builds."""
+        """(Re)create the HNSW index of each vector width the faces table holds (and the built-in
+        model's, always) where it is missing; widths above pgvector's HNSW limit have none.
+        `progress(done, total)` is called every few seconds from a second connection
+        (pg_stat_progress_create_index) while one builds."""
         with self._lock:
-            exists = self._conn.execute("SELECT 1 FROM pg_indexes WHERE indexname = %s", (HNSW_INDEX,)).fetchone()
-            if exists:
+            self._ensure()
+            present = set(self._vector_indexes())
+            stored = {r["dim"] for r in self._conn.execute("SELECT DISTINCT vector_dims(embedding) AS dim FROM faces")}
+            missing = [dim for dim in sorted(stored | {DIM}) if dim <= HNSW_MAX_DIM and index_name(dim) not in present]
+            if not missing:
                 return
             stop = threading.Event()
             watcher = None
@@ -309,7 +379,14 @@ class PostgresBackend(Backend):
             try:
                 self._conn.execute(f"SET maintenance_work_mem = '{_setting(maintenance_work_mem)}'")
                 self._conn.execute(f"SET max_parallel_maintenance_workers = {int(workers)}")
-                self._conn.execute(HNSW_DEFINITION)
+                for dim in missing:
+                    # A writer enrolling the first faces of this width makes the index itself,
+                    # unless this lock is held (ensure_index): one of the two makes it.
+                    self._conn.execute("SELECT pg_advisory_lock(%s::int, %s::int)", (_INDEX_LOCK, dim))
+                    try:
+                        self._conn.execute(index_definition(dim))  # type: ignore[arg-type]
+                    finally:
+                        self._conn.execute("SELECT pg_advisory_unlock(%s::int, %s::int)", (_INDEX_LOCK, dim))
             finally:
                 stop.set()
                 if watcher is not None:

@@ -7,6 +7,13 @@ that size as fast, and never misses); larger ones through the HNSW graph, with a
 of the table shrinks, and pgvector's iterative scan where the share is too small for any depth
 (`search_depth`), so the filter on the collection still returns k results. Distances are computed
 exactly either way.
+
+Vectors of every width share the faces table (migration 0004); each width has an HNSW index of its
+own (`index_name`: faces_embedding_hnsw for the built-in model's 128, faces_embedding_hnsw_<width>
+for others, created by the backend at the first enrolment of that width), which holds only the
+faces of that width. A search's statements name the width of its query vectors, so the planner
+takes that width's index. Vectors wider than pgvector's HNSW limit (HNSW_MAX_DIM) have no index and
+are always searched exactly.
 """
 
 from __future__ import annotations
@@ -19,7 +26,13 @@ import numpy as np
 import psycopg
 
 from regard.auditlog import postgres as pglog
-from regard.store.backend import FACE_COLUMNS, Gallery, Hits, no_collection
+from regard.store.backend import (
+    FACE_COLUMNS,
+    Gallery,
+    Hits,
+    check_probe_model,
+    no_collection,
+)
 
 EXACT_BELOW = 10_000
 """Collections with fewer faces are searched exactly; larger ones through the HNSW index.
@@ -38,16 +51,45 @@ depth; `PostgresStore.ef_search` changes it for a store."""
 EF_SEARCH_MAX = 1000
 """pgvector's largest hnsw.ef_search."""
 
-INDEXED = "embedding::halfvec(128)"
-"""What the HNSW index holds: half-precision copies of the embeddings (migration 0002). Candidates
-are found by their distance in it and scored with the exact vectors of the faces table."""
+DIM = 128
+"""The built-in model's width: the index of its vectors keeps the name the first releases gave it."""
 
-HNSW_INDEX = "faces_embedding_hnsw"
-HNSW_DEFINITION = (
-    f"CREATE INDEX IF NOT EXISTS {HNSW_INDEX} ON faces USING hnsw (({INDEXED}) halfvec_l2_ops) "
-    "WITH (m = 24, ef_construction = 200)"
-)
-"""The vector index as the migrations create it; `build_vector_index` recreates it after a bulk load.
+HNSW_MAX_DIM = 4000
+"""pgvector indexes half-precision vectors of at most 4,000 numbers in an HNSW graph: collections of
+wider vectors (a model of up to 4,096) have no index and are always searched exactly."""
+
+
+def indexed(dim: int) -> str:
+    """What the HNSW index of vectors `dim` wide holds: half-precision copies of those embeddings
+    (migrations 0002 and 0004), NULL for the faces of other widths, which pgvector leaves out of
+    the graph. Candidates are found by their distance in it and scored with the exact vectors of the
+    faces table. (The faces column holds vectors of any width since 0004; an expression index needs
+    the cast to a fixed width, and the cast of a vector of another width fails: hence the CASE.)"""
+    return f"(CASE WHEN vector_dims(embedding) = {int(dim)} THEN embedding END)::halfvec({int(dim)})"
+
+
+def index_name(dim: int) -> str:
+    """The name of the HNSW index of the vectors `dim` wide."""
+    return "faces_embedding_hnsw" if dim == DIM else f"faces_embedding_hnsw_{int(dim)}"
+
+
+def index_definition(dim: int) -> str:
+    """The statement that creates the HNSW index of the vectors `dim` wide, if it is missing."""
+    if not 1 <= dim <= HNSW_MAX_DIM:
+        raise ValueError(f"pgvector indexes vectors of at most {HNSW_MAX_DIM} numbers, not {dim}")
+    return (
+        f"CREATE INDEX IF NOT EXISTS {index_name(dim)} ON faces USING hnsw (({indexed(dim)}) halfvec_l2_ops) "
+        "WITH (m = 24, ef_construction = 200)"
+    )
+
+
+INDEXED = indexed(DIM)
+"""What the 128-d vectors' index holds (see `indexed`)."""
+
+HNSW_INDEX = index_name(DIM)
+HNSW_DEFINITION = index_definition(DIM)
+"""The 128-d vectors' index as the migrations create it (every width's is alike, `index_definition`);
+`build_vector_index` recreates them after a bulk load.
 m 24 rather than pgvector's default 16: at 1M faces recall@10 0.985 against 0.959 at ef 400.
 ef_construction 200 rather than 128: recall@10 at ef 400 0.987 against 0.983 (so ef 350 does what
 ef 400 did), for a build of 18 instead of 13 minutes at a million faces on 2 cores. ef_construction
@@ -92,9 +134,12 @@ class SearchPlan:
         return (self.iterative or not needed.iterative) and self.depth >= needed.depth - needed.depth // 20
 
 
-def plan(collection_faces: int, table_faces: int, k: int, ef_search: int = EF_SEARCH) -> SearchPlan:
-    """How to search a collection of this size in a table of that size for k faces."""
-    if collection_faces < EXACT_BELOW:
+def plan(collection_faces: int, table_faces: int, k: int, ef_search: int = EF_SEARCH, dim: int = DIM) -> SearchPlan:
+    """How to search a collection of this size, of vectors `dim` wide, in a table of that size for
+    k faces. (`table_faces` counts the faces of every width, which overstates the share of the
+    graph of a width that others share the table with: such a collection is searched deeper than it
+    needs, never shallower.)"""
+    if collection_faces < EXACT_BELOW or dim > HNSW_MAX_DIM:  # wider than pgvector indexes: no index
         return SearchPlan(exact=True)
     depth, iterative = search_depth(collection_faces, table_faces, ef_search)
     return SearchPlan(exact=False, depth=max(depth, k), iterative=iterative)
@@ -102,6 +147,14 @@ def plan(collection_faces: int, table_faces: int, k: int, ef_search: int = EF_SE
 
 Settings = tuple[int, bool]
 """(hnsw.ef_search, iterative scan?) in force in a transaction."""
+
+
+def width(vectors: list[np.ndarray]) -> int:
+    """The width of a search's query vectors (one model's: all alike)."""
+    widths = {int(np.shape(v)[-1]) for v in vectors}
+    if len(widths) > 1:
+        raise ValueError(f"the query vectors of one search have one width, not {sorted(widths)}")
+    return widths.pop() if widths else DIM
 
 
 def send_nearest(
@@ -112,19 +165,29 @@ def send_nearest(
     FACE_COLUMNS and its distance), without waiting for their answers; `settings` are those in force
     in this transaction. Returns the cursors and the settings now in force. Query i also records
     the rows it found in a setting of the transaction, regard.hits_i, for `send_check` to read
-    back on the server."""
-    if plan.exact:
+    back on the server.
+
+    Only faces of the query vectors' width are looked at (`vector_dims(embedding) = dim`, written
+    into the statement, as is the width of the index's cast, so each width has statements, and
+    plans, of its own): a query of another model's width finds nothing, and no vector of another
+    width ever reaches a distance operator (pgvector raises for those); the caller then refuses the
+    search (`check_probe_model`)."""
+    dim = width(vectors)
+    same_width = f"vector_dims(embedding) = {dim}"
+    if plan.exact or dim > HNSW_MAX_DIM:
         # l2_distance() is not the indexed operator: the planner scans the collection's rows.
         nearest = (
             f"SELECT {FACE_COLUMNS}, l2_distance(embedding, %(q)s) AS distance FROM faces "
-            "WHERE collection_id = %(c)s ORDER BY distance LIMIT %(k)s"
+            f"WHERE collection_id = %(c)s AND {same_width} ORDER BY distance LIMIT %(k)s"
         )
     else:
-        # Candidates in the order of the index's half-precision distances, scored exactly; the
-        # exact distances then order them (rounding can swap two near-equal neighbours).
+        # Candidates in the order of the index's half-precision distances (the index of this width:
+        # the ORDER BY is its expression), scored exactly; the exact distances then order them
+        # (rounding can swap two near-equal neighbours).
         nearest = (
             f"SELECT {FACE_COLUMNS}, embedding <-> %(q)s AS distance FROM faces "
-            f"WHERE collection_id = %(c)s ORDER BY {INDEXED} <-> %(q)s::halfvec(128) LIMIT %(k)s"
+            f"WHERE collection_id = %(c)s AND {same_width} "
+            f"ORDER BY {indexed(dim)} <-> %(q)s::halfvec({dim}) LIMIT %(k)s"
         )
         if (plan.depth, plan.iterative) != settings:
             conn.execute(
@@ -170,6 +233,7 @@ def search(
     collection_id: str,
     vectors: list[np.ndarray],
     k: int,
+    model: str | None = None,
 ) -> tuple[Gallery, Hits, tuple[int, str]]:
     """Search a collection in the caller's pipelined transaction: what the search saw of the
     collection, the faces found, and the audit head this transaction now holds locked.
@@ -182,7 +246,13 @@ def search(
     collection (`plans`, updated here). If the row calls for a plan the old one does not cover, the
     queries go again; they then run under the lock, where no face can be erased before this search
     is logged, and need no check. So a search takes two round trips (this, then the audit entry
-    with COMMIT) instead of seven, which counts double when the database is across a network."""
+    with COMMIT) instead of seven, which counts double when the database is across a network.
+
+    `model`, the model the query vectors come from (None: not checked here, the caller does):
+    once the row is read, a collection of another model is refused (ModelError) before any query
+    is sent, or sent again; queries sent ahead of the row look only at faces of their own width
+    (`send_nearest`), so they cannot fail on another model's vectors, and what they found is
+    dropped with the error."""
     guess = plans.get(collection_id)
     settings = (ef_search, False)  # the session's own; the transaction may change them
     collection = conn.execute(
@@ -198,7 +268,10 @@ def search(
         plans.pop(collection_id, None)
         raise no_collection(collection_id)
     size = int(row["face_count"])
-    needed = plan(size, int(row["table_faces"]), k, ef_search)
+    gallery = Gallery(size=size, threshold=row["threshold"], model=row["model"])
+    if model is not None:
+        check_probe_model(gallery, model)
+    needed = plan(size, int(row["table_faces"]), k, ef_search, width(vectors))
     if guess is None:
         sent, head_lock, check, settings = send_search(conn, needed, collection_id, vectors, k, settings)
     elif not guess.covers(needed):
@@ -212,4 +285,4 @@ def search(
     else:  # the queries ran under the lock: every hit is still there
         alive = {hit["row"] for hits in found for hit in hits}
     hits = [[(hit, float(hit["distance"])) for hit in nearest if hit["row"] in alive] for nearest in found]
-    return Gallery(size=size, threshold=row["threshold"], model=row["model"]), hits, head
+    return gallery, hits, head
