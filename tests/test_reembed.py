@@ -41,11 +41,6 @@ def _fill(store, collection: str, *, thumbnails: bool, model: str | None = None)
         assert enroll(store, collection, str(lfw(person, first)), person_id=person, actor=ACTOR).enrolled
 
 
-def _requires_width_support(store_url: str, model: str) -> None:
-    if store_url.startswith("postgresql") and model != "dlib-export":
-        pytest.skip("PostgreSQL stores vectors of other widths than 128 from its migration 0004 (in progress)")
-
-
 def test_from_thumbnails_every_face_moves_and_search_still_finds_people(store, store_url, models) -> None:
     """The built-in model to its own network registered as dlib-export: re-embedded from thumbnails
     (a JPEG of the chip) the scores must stay those of the same network, within JPEG's loss."""
@@ -66,7 +61,6 @@ def test_from_thumbnails_every_face_moves_and_search_still_finds_people(store, s
 
 
 def test_from_photos_to_a_512_d_model_matched_by_image_id(store, store_url, models, tmp_path: Path) -> None:
-    _requires_width_support(store_url, "arc")
     _fill(store, "club", thumbnails=False)
     with pytest.raises(InvalidArgumentError, match="no thumbnails"):
         reembed(store, "club", "arc", actor=ACTOR, reason=REASON)

@@ -299,6 +299,7 @@ def test_postgres_first_schema_is_upgraded_to_the_halfvec_index(postgres_url: st
     store.close()
     with psycopg.connect(postgres_url, autocommit=True) as conn:  # back to what version 1 left
         conn.execute(f"DROP INDEX {HNSW_INDEX}")
+        conn.execute("ALTER TABLE faces ALTER COLUMN embedding TYPE vector(128)")  # version 1's column
         conn.execute(f"CREATE INDEX {HNSW_INDEX} ON faces USING hnsw (embedding vector_l2_ops) WITH (m = 24)")
         conn.execute("DELETE FROM regard_schema_version WHERE version > 1")
     upgraded = PostgresStore(postgres_url)

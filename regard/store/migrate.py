@@ -29,7 +29,6 @@ import numpy as np
 
 from regard.errors import InvalidArgumentError, RegardError
 from regard.match import unit
-from regard.models.registry import EMBEDDING_SIZE
 from regard.store.backend import STANDARD
 from regard.store.postgres import EXACT_BELOW, PostgresStore, insert_rows
 from regard.store.sqlite import SQLiteStore
@@ -200,7 +199,7 @@ def _copy(
         lambda r: (
             r["face_id"], r["collection_id"], r["person_id"], r["external_image_id"], r["box_left"], r["box_top"],
             r["box_width"], r["box_height"], r["quality_score"], r["quality_level"],
-            unit(np.frombuffer(r["embedding"], dtype=np.float32, count=EMBEDDING_SIZE)), r["thumbnail"],
+            unit(np.frombuffer(r["embedding"], dtype=np.float32)), r["thumbnail"],  # any model's width
             _time(r["created_at"]),
         ),
     )  # fmt: skip
