@@ -107,3 +107,28 @@ def running_service(
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The worker processes of a `regard serve` (multiprocessing's spawned children, not its
+    resource tracker), from /proc (Linux)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    found = []
+    for child in children:
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+        except OSError:  # gone meanwhile
+            continue
+    return found
+
+
+def wait_for_replacement(service: Service, dead: int, deadline: float) -> list[int]:
+    """Wait until the serve process has replaced its dead worker `dead` (as many workers as before
+    it died, 2); the workers then."""
+    while True:
+        now = worker_pids(service.process.pid)
+        if len(now) == 2 and dead not in now:
+            return now
+        assert time.monotonic() < deadline, "the dead worker was not replaced"
+        time.sleep(0.2)

@@ -14,24 +14,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service_harness import free_port, running_service
+from tests.service_harness import (
+    free_port,
+    running_service,
+    wait_for_replacement,
+    worker_pids,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PHOTO = FIXTURES / "lfw" / "Amber_Tamblyn" / "Amber_Tamblyn_0001.jpg"  # 8,443 bytes
-
-
-def _workers(pid: int) -> list[int]:
-    """The worker processes of a `regard serve` (multiprocessing's spawned children, not its
-    resource tracker)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    found = []
-    for child in children:
-        try:
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.append(int(child))
-        except OSError:  # gone meanwhile
-            continue
-    return found
 
 
 def _environment(pid: int) -> dict[str, str]:
@@ -42,7 +33,7 @@ def _environment(pid: int) -> dict[str, str]:
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the processes from /proc (Linux)")
 def test_several_workers_get_the_options_as_arguments_and_a_dead_one_is_replaced(tmp_path: Path) -> None:
     with running_service(tmp_path, "--workers", "2", "--max-image-bytes", "5000") as svc:
-        workers = _workers(svc.process.pid)
+        workers = worker_pids(svc.process.pid)
         assert len(workers) == 2
         for pid in workers:  # the options are nowhere in the workers' environment
             env = _environment(pid)
@@ -59,12 +50,7 @@ def test_several_workers_get_the_options_as_arguments_and_a_dead_one_is_replaced
 
         os.kill(workers[0], signal.SIGKILL)
         deadline = time.monotonic() + 120
-        while True:
-            now = _workers(svc.process.pid)
-            if len(now) == 2 and workers[0] not in now:
-                break
-            assert time.monotonic() < deadline, "the dead worker was not replaced"
-            time.sleep(0.2)
+        wait_for_replacement(svc, workers[0], deadline)
         log = next(tmp_path.glob("server-*.log"))
         while log.read_text().count("Application startup complete") < 3:
             assert time.monotonic() < deadline, "the new worker did not start"

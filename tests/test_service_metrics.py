@@ -21,7 +21,12 @@ from botocore.config import Config
 from prometheus_client.parser import text_string_to_metric_families
 
 from regard.store import open_store
-from tests.service_harness import free_port, running_service
+from tests.service_harness import (
+    free_port,
+    running_service,
+    wait_for_replacement,
+    worker_pids,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GROUP = FIXTURES / "2008_002470.jpg"  # several people
@@ -153,11 +158,6 @@ def test_a_bad_metrics_address_is_refused_before_serving(capsys: pytest.CaptureF
     assert "--metrics-address" in capsys.readouterr().err
 
 
-def _workers(pid: int) -> list[int]:
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
-
-
 def _environment(pid: int) -> dict[str, str]:
     pairs = (item.partition(b"=") for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if item)
     return {k.decode(): v.decode(errors="replace") for k, _, v in pairs}
@@ -167,7 +167,7 @@ def _environment(pid: int) -> dict[str, str]:
 def test_several_workers_counts_are_summed(tmp_path: Path) -> None:
     address = f"127.0.0.1:{free_port()}"
     with running_service(tmp_path, "--workers", "2", "--metrics-address", address) as svc:
-        workers = _workers(svc.process.pid)
+        workers = worker_pids(svc.process.pid)
         assert len(workers) == 2
         folders = {_environment(pid).get("PROMETHEUS_MULTIPROC_DIR") for pid in workers}
         (folder,) = folders
@@ -190,12 +190,7 @@ def test_several_workers_counts_are_summed(tmp_path: Path) -> None:
         assert (Path(folder) / f"gauge_livemax_{workers[0]}.db").exists()
         os.kill(workers[0], signal.SIGKILL)
         deadline = time.monotonic() + 120
-        while True:
-            now = _workers(svc.process.pid)
-            if len(now) == 2 and workers[0] not in now:
-                break
-            assert time.monotonic() < deadline, "the dead worker was not replaced"
-            time.sleep(0.2)
+        wait_for_replacement(svc, workers[0], deadline)
         assert not (Path(folder) / f"gauge_livemax_{workers[0]}.db").exists()  # mark_process_dead
         again = scrape(address)
         assert value(again, "regard_http_requests_total", operation="/v1/collections", method="GET", status="200") == made
